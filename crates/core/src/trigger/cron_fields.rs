@@ -558,3 +558,662 @@ fn days_in_month(year: i32, month: u32) -> u32 {
         _ => 31,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use chrono::{NaiveTime, TimeDelta};
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn exprs(fields: &[(&str, &str)]) -> FieldExprs {
+        let mut exprs = FieldExprs::default();
+        for (name, expr) in fields {
+            let slot = match *name {
+                "year" => &mut exprs.year,
+                "month" => &mut exprs.month,
+                "day" => &mut exprs.day,
+                "week" => &mut exprs.week,
+                "day_of_week" => &mut exprs.day_of_week,
+                "hour" => &mut exprs.hour,
+                "minute" => &mut exprs.minute,
+                "second" => &mut exprs.second,
+                other => panic!("no field {other}"),
+            };
+            *slot = Some((*expr).to_string());
+        }
+        exprs
+    }
+
+    fn cron(fields: &[(&str, &str)]) -> CronFields {
+        CronFields::parse(&exprs(fields)).expect("valid fields")
+    }
+
+    fn error(fields: &[(&str, &str)]) -> String {
+        CronFields::parse(&exprs(fields)).expect_err("invalid fields").to_string()
+    }
+
+    fn at(s: &str) -> NaiveDateTime {
+        NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f").expect("test time")
+    }
+
+    fn show(t: Option<NaiveDateTime>) -> Option<String> {
+        t.map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+    }
+
+    /// The first `n` matches at or after `from`.
+    fn upcoming(cron: &CronFields, from: &str, n: usize) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut t = at(from);
+        while out.len() < n {
+            let Some(found) = cron.next_match(t) else { break };
+            out.push(found.format("%Y-%m-%d %H:%M:%S").to_string());
+            t = found + TimeDelta::seconds(1);
+        }
+        out
+    }
+
+    // An independent checker: evaluates the parsed items directly against a calendar date,
+    // without the bit sets, month masks or search of `next_match`.
+    impl CronFields {
+        fn matches(&self, t: NaiveDateTime) -> bool {
+            t.nanosecond() == 0 && self.date_matches(t.date()) && self.time_matches(t.hour(), t.minute(), t.second())
+        }
+
+        fn date_matches(&self, d: NaiveDate) -> bool {
+            let weekday = d.weekday().num_days_from_monday();
+            u32::try_from(d.year()).is_ok_and(|y| allows(&self.year, &SPECS[0], y))
+                && allows(&self.month, &SPECS[1], d.month())
+                && day_allows(&self.day, d)
+                && allows(&self.week, &SPECS[3], d.iso_week().week())
+                && allows(&self.day_of_week, &SPECS[4], weekday)
+        }
+
+        fn time_matches(&self, h: u32, m: u32, s: u32) -> bool {
+            allows(&self.hour, &SPECS[5], h) && allows(&self.minute, &SPECS[6], m) && allows(&self.second, &SPECS[7], s)
+        }
+    }
+
+    fn item_allows(item: &Item, spec: &Spec, value: u32) -> bool {
+        match *item {
+            Item::All { step } => {
+                (spec.min..=spec.max).contains(&value) && (value - spec.min) % step.unwrap_or(1) == 0
+            }
+            Item::Range { first, last, step } => {
+                (first..=last).contains(&value) && (value - first) % step.unwrap_or(1) == 0
+            }
+            Item::LastDay | Item::LastWeekday(_) | Item::NthWeekday { .. } => false,
+        }
+    }
+
+    fn allows(field: &Field, spec: &Spec, value: u32) -> bool {
+        field.items.iter().any(|item| item_allows(item, spec, value))
+    }
+
+    fn day_allows(field: &Field, d: NaiveDate) -> bool {
+        let weekday = d.weekday().num_days_from_monday();
+        let month_ends_within = |days: i64| (d + TimeDelta::days(days)).month() != d.month();
+        field.items.iter().any(|item| match *item {
+            Item::LastDay => month_ends_within(1),
+            Item::LastWeekday(w) => weekday == w && month_ends_within(7),
+            Item::NthWeekday { nth, weekday: w } => weekday == w && (d.day() - 1) / 7 + 1 == nth,
+            _ => item_allows(item, &SPECS[2], d.day()),
+        })
+    }
+
+    /// Brute force: the first matching second in `[from, until)`, scanning every second of
+    /// every date whose date fields match.
+    fn scan_first_match(cron: &CronFields, from: NaiveDateTime, until: NaiveDateTime) -> Option<NaiveDateTime> {
+        let from = if from.nanosecond() == 0 {
+            from
+        } else {
+            from.with_nanosecond(0)? + TimeDelta::seconds(1)
+        };
+        let mut date = from.date();
+        let mut first = from.num_seconds_from_midnight();
+        while date < until.date() || (date == until.date() && first < until.num_seconds_from_midnight()) {
+            if cron.date_matches(date) {
+                let end = if date == until.date() { until.num_seconds_from_midnight() } else { 86_400 };
+                for sec in first..end {
+                    if cron.time_matches(sec / 3600, sec / 60 % 60, sec % 60) {
+                        return date.and_hms_opt(sec / 3600, sec / 60 % 60, sec % 60);
+                    }
+                }
+            }
+            date = date.succ_opt()?;
+            first = 0;
+        }
+        None
+    }
+
+    #[test]
+    fn specs_follow_field_names() {
+        let names: Vec<&str> = SPECS.iter().map(|s| s.name).collect();
+        assert_eq!(names, FIELD_NAMES);
+    }
+
+    #[test]
+    fn fields_below_least_significant_given_default_to_their_minimum() {
+        let every_even_hour = cron(&[("hour", "*/2"), ("minute", "0")]);
+        assert_eq!(
+            upcoming(&every_even_hour, "2026-03-05 09:17:42", 3),
+            ["2026-03-05 10:00:00", "2026-03-05 12:00:00", "2026-03-05 14:00:00"]
+        );
+        // Month, day, week, weekday and year above the given fields are `*`: it runs every day.
+        assert_eq!(upcoming(&every_even_hour, "2026-12-31 23:00:00", 1), ["2027-01-01 00:00:00"]);
+
+        let mondays = cron(&[("day_of_week", "mon")]);
+        assert_eq!(upcoming(&mondays, "2026-11-20 12:00:00", 2), ["2026-11-23 00:00:00", "2026-11-30 00:00:00"]);
+
+        let june = cron(&[("month", "6")]);
+        assert_eq!(upcoming(&june, "2026-03-01 00:00:00", 2), ["2026-06-01 00:00:00", "2027-06-01 00:00:00"]);
+    }
+
+    #[test]
+    fn fields_above_least_significant_given_default_to_star() {
+        // `second` is the least significant given: day, hour and minute are `*`.
+        let january = cron(&[("month", "jan"), ("second", "30")]);
+        assert_eq!(
+            upcoming(&january, "2026-12-31 23:59:59", 3),
+            ["2027-01-01 00:00:30", "2027-01-01 00:01:30", "2027-01-01 00:02:30"]
+        );
+        assert_eq!(show(january.next_match(at("2027-01-31 23:59:31"))), Some("2028-01-01 00:00:30".into()));
+    }
+
+    #[test]
+    fn week_day_of_week_and_year_stay_star_below_given_fields() {
+        // Year 2027 alone: month and day default to 1, the time to 00:00:00, the rest to `*`.
+        let year = cron(&[("year", "2027")]);
+        assert_eq!(upcoming(&year, "2026-05-05 00:00:00", 2), ["2027-01-01 00:00:00"]);
+        // Week alone: day_of_week stays `*`, so every day of ISO week 10 at midnight.
+        let week = cron(&[("week", "10")]);
+        assert_eq!(
+            upcoming(&week, "2026-01-01 00:00:00", 3),
+            ["2026-03-02 00:00:00", "2026-03-03 00:00:00", "2026-03-04 00:00:00"]
+        );
+        assert_eq!(upcoming(&week, "2026-03-08 00:00:01", 1), ["2027-03-08 00:00:00"]);
+    }
+
+    #[test]
+    fn no_fields_fires_every_second() {
+        let every_second = cron(&[]);
+        assert_eq!(
+            upcoming(&every_second, "2026-02-28 23:59:58.5", 3),
+            ["2026-02-28 23:59:59", "2026-03-01 00:00:00", "2026-03-01 00:00:01"]
+        );
+        assert!(!every_second.hour_is_fixed());
+    }
+
+    #[test]
+    fn day_of_week_zero_is_monday() {
+        let zero = cron(&[("day_of_week", "0")]);
+        // 2026-11-20 is a Friday; 2026-11-23 a Monday.
+        assert_eq!(upcoming(&zero, "2026-11-20 08:00:00", 1), ["2026-11-23 00:00:00"]);
+        let six = cron(&[("day_of_week", "6")]);
+        assert_eq!(upcoming(&six, "2026-11-20 08:00:00", 1), ["2026-11-22 00:00:00"]);
+        assert_eq!(cron(&[("day_of_week", "sun")]), CronFields { exprs: exprs(&[("day_of_week", "sun")]), ..six });
+    }
+
+    #[test]
+    fn names_and_named_ranges_are_case_insensitive() {
+        let weekdays = cron(&[("day_of_week", "MON-Fri"), ("hour", "9")]);
+        // Friday 2026-11-20 at 10:00: the next is Monday.
+        assert_eq!(upcoming(&weekdays, "2026-11-20 10:00:00", 2), ["2026-11-23 09:00:00", "2026-11-24 09:00:00"]);
+        let first_quarter = cron(&[("month", "Jan-MAR")]);
+        assert_eq!(
+            upcoming(&first_quarter, "2026-03-01 00:00:01", 2),
+            ["2027-01-01 00:00:00", "2027-02-01 00:00:00"]
+        );
+        let wrapped = cron(&[("month", " nov , feb ")]);
+        assert_eq!(upcoming(&wrapped, "2026-01-01 00:00:00", 2), ["2026-02-01 00:00:00", "2026-11-01 00:00:00"]);
+    }
+
+    #[test]
+    fn lists_and_steps_union_their_values() {
+        let minutes = cron(&[("hour", "5"), ("minute", "5,20,*/30")]);
+        assert_eq!(
+            upcoming(&minutes, "2026-01-01 00:00:00", 5),
+            [
+                "2026-01-01 05:00:00",
+                "2026-01-01 05:05:00",
+                "2026-01-01 05:20:00",
+                "2026-01-01 05:30:00",
+                "2026-01-02 05:00:00"
+            ]
+        );
+        let days = cron(&[("day", "*/10")]);
+        assert_eq!(
+            upcoming(&days, "2026-01-02 00:00:00", 4),
+            ["2026-01-11 00:00:00", "2026-01-21 00:00:00", "2026-01-31 00:00:00", "2026-02-01 00:00:00"]
+        );
+    }
+
+    #[test]
+    fn range_with_step_starts_at_its_first_value() {
+        let hours = cron(&[("hour", "1-10/3")]);
+        assert_eq!(
+            upcoming(&hours, "2026-01-01 00:00:00", 5),
+            [
+                "2026-01-01 01:00:00",
+                "2026-01-01 04:00:00",
+                "2026-01-01 07:00:00",
+                "2026-01-01 10:00:00",
+                "2026-01-02 01:00:00"
+            ]
+        );
+        // `a/n` runs from a to the field's maximum.
+        let minutes = cron(&[("minute", "10/20")]);
+        assert_eq!(
+            upcoming(&minutes, "2026-01-01 00:00:00", 4),
+            ["2026-01-01 00:10:00", "2026-01-01 00:30:00", "2026-01-01 00:50:00", "2026-01-01 01:10:00"]
+        );
+        // `*/n` on the year counts from 1970.
+        let years = cron(&[("year", "*/5")]);
+        assert_eq!(upcoming(&years, "2026-06-01 00:00:00", 2), ["2030-01-01 00:00:00", "2035-01-01 00:00:00"]);
+    }
+
+    #[test]
+    fn last_is_the_last_day_of_each_month() {
+        let last = cron(&[("day", "last")]);
+        assert_eq!(
+            upcoming(&last, "2024-02-10 00:00:00", 3),
+            ["2024-02-29 00:00:00", "2024-03-31 00:00:00", "2024-04-30 00:00:00"]
+        );
+        assert_eq!(upcoming(&last, "2023-02-01 00:00:00", 1), ["2023-02-28 00:00:00"]);
+    }
+
+    #[test]
+    fn last_weekday_is_the_last_such_weekday_of_each_month() {
+        let last_friday = cron(&[("day", "last fri")]);
+        assert_eq!(upcoming(&last_friday, "2026-11-01 00:00:00", 2), ["2026-11-27 00:00:00", "2026-12-25 00:00:00"]);
+        let spaced = cron(&[("day", "LAST   Fri")]);
+        assert_eq!(upcoming(&spaced, "2026-11-01 00:00:00", 1), ["2026-11-27 00:00:00"]);
+    }
+
+    #[test]
+    fn nth_weekday_is_that_weekday_of_each_month() {
+        let first_monday = cron(&[("day", "1st mon")]);
+        assert_eq!(upcoming(&first_monday, "2026-11-01 00:00:00", 2), ["2026-11-02 00:00:00", "2026-12-07 00:00:00"]);
+        let mixed = cron(&[("day", "1,3rd wed,last")]);
+        assert_eq!(
+            upcoming(&mixed, "2026-11-01 00:00:00", 4),
+            ["2026-11-01 00:00:00", "2026-11-18 00:00:00", "2026-11-30 00:00:00", "2026-12-01 00:00:00"]
+        );
+    }
+
+    #[test]
+    fn fifth_weekday_skips_months_without_one() {
+        // November and December 2026 have four Fridays; January 2027 has five.
+        let fifth_friday = cron(&[("day", "5th fri")]);
+        assert_eq!(upcoming(&fifth_friday, "2026-11-01 00:00:00", 2), ["2027-01-29 00:00:00", "2027-04-30 00:00:00"]);
+    }
+
+    #[test]
+    fn leap_day_fires_only_in_leap_years() {
+        let leap_day = cron(&[("month", "2"), ("day", "29")]);
+        assert_eq!(upcoming(&leap_day, "2025-03-01 00:00:00", 2), ["2028-02-29 00:00:00", "2032-02-29 00:00:00"]);
+        assert_eq!(upcoming(&leap_day, "2024-02-29 00:00:01", 1), ["2028-02-29 00:00:00"]);
+        // 2100 is not a leap year.
+        assert_eq!(upcoming(&leap_day, "2096-03-01 00:00:00", 1), ["2104-02-29 00:00:00"]);
+    }
+
+    #[test]
+    fn iso_week_53_exists_only_in_some_years() {
+        let week_53 = cron(&[("week", "53")]);
+        // 2020-W53 runs from Monday 2020-12-28 to Sunday 2021-01-03; the next is 2026-W53.
+        assert_eq!(upcoming(&week_53, "2021-01-02 12:00:00", 2), ["2021-01-03 00:00:00", "2026-12-28 00:00:00"]);
+        // 2026-W53 spans the new year: 2027-01-01 to 2027-01-03 belong to it.
+        assert_eq!(
+            upcoming(&week_53, "2026-12-31 12:00:00", 4),
+            ["2027-01-01 00:00:00", "2027-01-02 00:00:00", "2027-01-03 00:00:00", "2032-12-27 00:00:00"]
+        );
+    }
+
+    #[test]
+    fn iso_week_1_can_start_in_december() {
+        // 2026-W01 starts on Monday 2025-12-29: its Wednesday is 2025-12-31.
+        let wednesday_of_week_1 = cron(&[("week", "1"), ("day_of_week", "wed")]);
+        assert_eq!(
+            upcoming(&wednesday_of_week_1, "2025-12-01 00:00:00", 2),
+            ["2025-12-31 00:00:00", "2027-01-06 00:00:00"]
+        );
+    }
+
+    #[test]
+    fn every_field_must_match_not_day_or_weekday() {
+        // Friday the 13th, not "every 13th and every Friday".
+        let friday_13th = cron(&[("day", "13"), ("day_of_week", "fri")]);
+        assert_eq!(upcoming(&friday_13th, "2026-01-01 00:00:00", 2), ["2026-02-13 00:00:00", "2026-03-13 00:00:00"]);
+    }
+
+    #[test]
+    fn impossible_dates_return_none_quickly() {
+        for fields in [
+            &[("month", "feb"), ("day", "30")][..],
+            &[("month", "4,6,9,11"), ("day", "31")],
+            &[("month", "6"), ("week", "1")],
+            &[("day", "31"), ("week", "10")],
+            &[("day", "5th mon"), ("month", "feb"), ("day_of_week", "tue")],
+            &[("year", "2026"), ("month", "feb"), ("day", "5th mon")],
+        ] {
+            let never = cron(fields);
+            let started = Instant::now();
+            assert_eq!(never.next_match(at("2026-01-01 00:00:00")), None, "{fields:?}");
+            assert!(started.elapsed() < Duration::from_millis(200), "{fields:?} took {:?}", started.elapsed());
+        }
+    }
+
+    #[test]
+    fn far_yearly_match_is_found_without_scanning() {
+        let far = cron(&[("year", "9998"), ("month", "12"), ("day", "31"), ("hour", "23"), ("minute", "59")]);
+        let started = Instant::now();
+        for _ in 0..100 {
+            assert_eq!(show(far.next_match(at("2026-01-01 00:00:00"))), Some("9998-12-31 23:59:00".into()));
+        }
+        // Well under a millisecond each, even in a debug build on a busy machine.
+        assert!(started.elapsed() < Duration::from_millis(100), "took {:?}", started.elapsed());
+    }
+
+    #[test]
+    fn every_second_pattern_is_cheap() {
+        let every_second = cron(&[("second", "*")]);
+        let started = Instant::now();
+        let mut t = at("2026-12-31 23:00:00");
+        for _ in 0..10_000 {
+            t = every_second.next_match(t + TimeDelta::seconds(1)).expect("next second");
+        }
+        assert_eq!(t, at("2027-01-01 01:46:40"));
+        assert!(started.elapsed() < Duration::from_millis(500), "took {:?}", started.elapsed());
+    }
+
+    #[test]
+    fn no_match_after_year_9999() {
+        let every_second = cron(&[]);
+        assert_eq!(show(every_second.next_match(at("9999-12-31 23:59:59"))), Some("9999-12-31 23:59:59".into()));
+        assert_eq!(every_second.next_match(at("9999-12-31 23:59:59.5")), None);
+        assert_eq!(cron(&[("year", "2020")]).next_match(at("2026-01-01 00:00:00")), None);
+    }
+
+    #[test]
+    fn years_before_1970_are_never_matched() {
+        assert_eq!(show(cron(&[]).next_match(at("1960-05-05 10:00:00"))), Some("1970-01-01 00:00:00".into()));
+    }
+
+    #[test]
+    fn next_match_is_inclusive_and_rounds_sub_seconds_up() {
+        let on_the_minute = cron(&[("second", "0")]);
+        assert_eq!(show(on_the_minute.next_match(at("2026-01-01 10:00:00"))), Some("2026-01-01 10:00:00".into()));
+        assert_eq!(
+            show(on_the_minute.next_match(at("2026-01-01 10:00:00.001"))),
+            Some("2026-01-01 10:01:00".into())
+        );
+        let every_second = cron(&[]);
+        assert_eq!(
+            show(every_second.next_match(at("2026-01-01 10:00:00.999999999"))),
+            Some("2026-01-01 10:00:01".into())
+        );
+        assert_eq!(
+            show(every_second.next_match(at("2026-12-31 23:59:59.5"))),
+            Some("2027-01-01 00:00:00".into())
+        );
+    }
+
+    #[test]
+    fn hour_is_fixed_only_without_star_or_step() {
+        let fixed = |fields: &[(&str, &str)]| cron(fields).hour_is_fixed();
+        assert!(!fixed(&[("hour", "*")]));
+        assert!(!fixed(&[("hour", "*/2")]));
+        assert!(!fixed(&[("hour", "1-10/3")]));
+        assert!(!fixed(&[("hour", "3/2")]));
+        assert!(!fixed(&[("hour", "1,*/6")]));
+        assert!(fixed(&[("hour", "3")]));
+        assert!(fixed(&[("hour", "1,2")]));
+        assert!(fixed(&[("hour", "1-3")]));
+        // Defaults: below a given day the hour is 0 (fixed); above a given minute it is `*`.
+        assert!(fixed(&[("day", "1")]));
+        assert!(fixed(&[("day_of_week", "mon")]));
+        assert!(!fixed(&[("minute", "0")]));
+        assert!(!fixed(&[]));
+    }
+
+    #[test]
+    fn exprs_are_kept_as_given() {
+        let given = exprs(&[("hour", "*/2"), ("day_of_week", "Mon-Fri")]);
+        let parsed = CronFields::parse(&given).expect("valid");
+        assert_eq!(parsed.exprs(), &given);
+        assert_eq!(parsed.exprs().given(), [("day_of_week", "Mon-Fri"), ("hour", "*/2")]);
+    }
+
+    #[test]
+    fn out_of_range_values_name_the_field_and_range() {
+        assert_eq!(error(&[("hour", "25")]), "cron field 'hour': 25 is out of range 0-23");
+        let err = CronFields::parse(&exprs(&[("hour", "25")])).expect_err("invalid");
+        assert_eq!(err.field, "hour");
+        assert_eq!(error(&[("minute", "60")]), "cron field 'minute': 60 is out of range 0-59");
+        assert_eq!(error(&[("second", "0,99999999999")]), "cron field 'second': 99999999999 is out of range 0-59");
+        assert_eq!(error(&[("day", "0")]), "cron field 'day': 0 is out of range 1-31");
+        assert_eq!(error(&[("month", "13")]), "cron field 'month': 13 is out of range 1-12");
+        assert_eq!(error(&[("week", "54")]), "cron field 'week': 54 is out of range 1-53");
+        assert_eq!(error(&[("day_of_week", "7")]), "cron field 'day_of_week': 7 is out of range 0-6");
+        assert_eq!(error(&[("year", "1969")]), "cron field 'year': 1969 is out of range 1970-9999");
+        assert_eq!(error(&[("hour", "20-24")]), "cron field 'hour': 24 is out of range 0-23");
+    }
+
+    #[test]
+    fn empty_expressions_are_rejected() {
+        assert_eq!(
+            error(&[("hour", "")]),
+            "cron field 'hour': the expression is empty; give an hour 0-23, or '*' for every value"
+        );
+        assert_eq!(
+            error(&[("minute", "1,,2")]),
+            "cron field 'minute': '1,,2' has an empty item; separate values with single commas, as in '1,15'"
+        );
+    }
+
+    #[test]
+    fn unknown_names_are_rejected() {
+        assert_eq!(
+            error(&[("month", "foo")]),
+            "cron field 'month': 'foo' is not a month name; use jan, feb, mar, apr, may, jun, jul, aug, sep, oct, \
+             nov or dec (or 1-12)"
+        );
+        assert_eq!(
+            error(&[("day_of_week", "mon-fry")]),
+            "cron field 'day_of_week': 'fry' is not a weekday name; use mon, tue, wed, thu, fri, sat or sun \
+             (or 0-6, 0 = Monday)"
+        );
+        assert_eq!(
+            error(&[("day", "last friday")]),
+            "cron field 'day': 'friday' in 'last friday' is not a weekday name; use mon, tue, wed, thu, fri, sat \
+             or sun"
+        );
+    }
+
+    #[test]
+    fn malformed_expressions_are_rejected() {
+        let hour_help = "hour takes an hour 0-23, '*', '*/n', 'a-b', 'a-b/n', or a comma-separated list of these";
+        assert_eq!(error(&[("hour", "1-")]), format!("cron field 'hour': '1-' is not a valid expression; {hour_help}"));
+        assert_eq!(error(&[("hour", "-1")]), format!("cron field 'hour': '-1' is not a valid expression; {hour_help}"));
+        assert_eq!(
+            error(&[("hour", "1-2-3")]),
+            format!("cron field 'hour': '1-2-3' is not a valid expression; {hour_help}")
+        );
+        assert_eq!(error(&[("hour", "mon")]), format!("cron field 'hour': 'mon' is not a valid expression; {hour_help}"));
+        assert_eq!(error(&[("hour", "**")]), format!("cron field 'hour': '**' is not a valid expression; {hour_help}"));
+        assert_eq!(error(&[("hour", "*/x")]), "cron field 'hour': '*/x' needs a whole number after '/', as in '*/5'");
+        assert_eq!(error(&[("hour", "*/2/3")]), "cron field 'hour': '*/2/3' needs a whole number after '/', as in '*/5'");
+        assert_eq!(error(&[("day", "1st")]), "cron field 'day': '1st' needs a weekday name after it, as in '1st mon'");
+        assert_eq!(
+            error(&[("day", "last fri sat")]),
+            "cron field 'day': 'last fri sat' is not a valid day position; write 'last', or a position and a \
+             weekday name such as 'last fri' or '1st mon'"
+        );
+    }
+
+    #[test]
+    fn reversed_ranges_are_rejected_with_the_wrapped_form() {
+        assert_eq!(
+            error(&[("hour", "5-3")]),
+            "cron field 'hour': range 5-3 starts after it ends; ranges do not wrap around, so write it as 5-23,0-3"
+        );
+        assert_eq!(
+            error(&[("day_of_week", "fri-mon")]),
+            "cron field 'day_of_week': range fri-mon starts after it ends; ranges do not wrap around, so write it \
+             as fri-sun,mon"
+        );
+        assert_eq!(
+            error(&[("month", "nov-feb")]),
+            "cron field 'month': range nov-feb starts after it ends; ranges do not wrap around, so write it as \
+             nov-dec,jan-feb"
+        );
+        assert_eq!(error(&[("year", "2030-2020")]), "cron field 'year': range 2030-2020 starts after it ends; write it as 2020-2030");
+    }
+
+    #[test]
+    fn zero_and_oversized_steps_are_rejected() {
+        assert_eq!(error(&[("minute", "*/0")]), "cron field 'minute': step 0 in '*/0' must be at least 1");
+        assert_eq!(error(&[("minute", "1-5/0")]), "cron field 'minute': step 0 in '1-5/0' must be at least 1");
+        assert_eq!(
+            error(&[("minute", "*/60")]),
+            "cron field 'minute': step 60 in '*/60' is larger than the range 0-59 it steps through; use a step of \
+             at most 59"
+        );
+        assert_eq!(
+            error(&[("hour", "1-3/5")]),
+            "cron field 'hour': step 5 in '1-3/5' is larger than the range 1-3 it steps through; use a step of at \
+             most 2"
+        );
+        assert_eq!(
+            error(&[("hour", "23/2")]),
+            "cron field 'hour': '23/2' steps through the single value 23; write it without the step"
+        );
+    }
+
+    #[test]
+    fn day_positions_are_rejected_outside_the_day_field() {
+        assert_eq!(
+            error(&[("hour", "last")]),
+            "cron field 'hour': 'last' can only be used in the day field; hour takes an hour 0-23, '*', '*/n', \
+             'a-b' or 'a-b/n'"
+        );
+        assert_eq!(
+            error(&[("day_of_week", "1st mon")]),
+            "cron field 'day_of_week': '1st mon' can only be used in the day field; day_of_week takes a weekday \
+             0-6 (0 = Monday) or mon-sun, '*', '*/n', 'a-b' or 'a-b/n'"
+        );
+    }
+
+    #[test]
+    fn scan_checker_agrees_with_known_matches() {
+        let weekdays = cron(&[("day_of_week", "mon-fri"), ("hour", "9")]);
+        assert!(weekdays.matches(at("2026-11-23 09:00:00")));
+        assert!(!weekdays.matches(at("2026-11-22 09:00:00")));
+        assert!(!weekdays.matches(at("2026-11-23 09:00:01")));
+        assert_eq!(
+            scan_first_match(&weekdays, at("2026-11-21 00:00:00"), at("2026-12-01 00:00:00")),
+            Some(at("2026-11-23 09:00:00"))
+        );
+    }
+
+    fn field_item(min: u32, max: u32, names: &'static [&'static str], max_step: u32) -> BoxedStrategy<String> {
+        let span = max - min;
+        let max_step = max_step.min(span);
+        let value = move |v: u32, named: bool| match names.get((v - min) as usize) {
+            Some(name) if named => (*name).to_string(),
+            _ => v.to_string(),
+        };
+        prop_oneof![
+            Just("*".to_string()),
+            (1..=max_step).prop_map(|n| format!("*/{n}")),
+            (min..=max, any::<bool>()).prop_map(move |(v, named)| value(v, named)),
+            (min..=max, min..=max, any::<bool>())
+                .prop_map(move |(a, b, named)| format!("{}-{}", value(a.min(b), named), value(a.max(b), named))),
+            (min..max, 1..=span, 1..=max_step).prop_map(move |(a, len, s)| {
+                let b = (a + len).min(max);
+                format!("{a}-{b}/{}", 1 + (s - 1) % (b - a))
+            }),
+        ]
+        .boxed()
+    }
+
+    fn field_expr(item: BoxedStrategy<String>) -> BoxedStrategy<String> {
+        prop::collection::vec(item, 1..=3).prop_map(|items| items.join(",")).boxed()
+    }
+
+    fn day_item() -> BoxedStrategy<String> {
+        prop_oneof![
+            6 => field_item(1, 31, &[], 10),
+            1 => Just("last".to_string()),
+            1 => (0..7usize).prop_map(|w| format!("last {}", WEEKDAYS[w])),
+            1 => (0..5usize, 0..7usize).prop_map(|(n, w)| format!("{} {}", ORDINALS[n], WEEKDAYS[w])),
+        ]
+        .boxed()
+    }
+
+    fn any_fields() -> impl Strategy<Value = FieldExprs> {
+        (
+            prop::option::weighted(0.1, field_expr(field_item(2020, 2045, &[], 10))),
+            prop::option::weighted(0.3, field_expr(field_item(1, 12, &MONTHS, 11))),
+            prop::option::weighted(0.3, field_expr(day_item())),
+            prop::option::weighted(0.1, field_expr(field_item(1, 53, &[], 20))),
+            prop::option::weighted(0.3, field_expr(field_item(0, 6, &WEEKDAYS, 6))),
+            prop::option::weighted(0.5, field_expr(field_item(0, 23, &[], 23))),
+            prop::option::weighted(0.5, field_expr(field_item(0, 59, &[], 59))),
+            prop::option::weighted(0.5, field_expr(field_item(0, 59, &[], 59))),
+        )
+            .prop_map(|(year, month, day, week, day_of_week, hour, minute, second)| FieldExprs {
+                year,
+                month,
+                day,
+                week,
+                day_of_week,
+                hour,
+                minute,
+                second,
+            })
+    }
+
+    fn any_start() -> impl Strategy<Value = NaiveDateTime> {
+        (0i64..20 * 366 * 86_400, prop_oneof![Just(0i64), 1i64..1_000_000_000]).prop_map(|(secs, nanos)| {
+            at("2020-01-01 00:00:00") + TimeDelta::seconds(secs) + TimeDelta::nanoseconds(nanos)
+        })
+    }
+
+    /// How far the brute-force scan looks (about eleven years).
+    const SCAN_DAYS: i64 = 4000;
+
+    proptest! {
+        #[test]
+        fn next_match_is_the_first_matching_second(fields in any_fields(), from in any_start()) {
+            let cron = CronFields::parse(&fields).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let horizon = from + TimeDelta::days(SCAN_DAYS);
+            match cron.next_match(from) {
+                Some(found) => {
+                    prop_assert!(found >= from, "{found} is before {from}");
+                    prop_assert!(cron.matches(found), "{found} does not match");
+                    prop_assert_eq!(cron.next_match(found), Some(found));
+                    // Nothing matches between `from` and `found` (checked up to the horizon).
+                    let earlier = scan_first_match(&cron, from, found.min(horizon));
+                    prop_assert_eq!(earlier, None, "an earlier match than {}", found);
+                }
+                None => {
+                    let missed = scan_first_match(&cron, from, horizon);
+                    prop_assert_eq!(missed, None, "next_match found nothing");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn scan_window_starts_at_midnight_of_the_start_date() {
+        // Guards the checker itself: a start just before midnight still scans the next day.
+        let midnight = cron(&[("hour", "0")]);
+        assert_eq!(
+            scan_first_match(&midnight, at("2026-01-01 23:59:59.5"), at("2026-01-03 00:00:00")),
+            Some(NaiveDate::from_ymd_opt(2026, 1, 2).expect("date").and_time(NaiveTime::MIN))
+        );
+    }
+}
