@@ -1,0 +1,525 @@
+//! Runs after the claim: leases, attempts (start, record), start-up recovery, "run now", history
+//! and retention.
+
+use std::collections::HashMap;
+
+use schedulezero_core::Timestamp;
+use schedulezero_core::policy::{Policies, RetryPolicy};
+use schedulezero_core::run::{Attempt, AttemptOutcome, NextStep, Run, RunId, RunState, after_attempt};
+use schedulezero_core::schedule::ScheduleId;
+use serde::Serialize;
+use sqlx::{AssertSqlSafe, Sqlite, Transaction};
+
+use super::codec::{
+    RUN_COLUMNS, attempt_from_row, db_err, from_ms, get, hex, hex_array, ms, opt_ms, parse_policies, run_from_row,
+    run_state, u32_col,
+};
+use super::{LEASE_TTL, SqliteStore};
+use crate::{AttemptEnd, AttemptStart, Dispatch, Recovery, RunFilter, StoreError, StoreResult};
+
+/// Runs deleted per transaction by `purge_history`, so other writers get the lock in between.
+const PURGE_BATCH: i64 = 2_000;
+
+fn encode_err(e: serde_json::Error) -> StoreError {
+    StoreError::Backend { context: "cannot encode a batch of runs".to_string(), source: Box::new(e) }
+}
+
+pub(super) async fn next_wake(store: &SqliteStore) -> StoreResult<Option<Timestamp>> {
+    let ctx = "cannot compute the next wake-up";
+    let mut conn = store.reader.acquire().await.map_err(db_err(ctx))?;
+    let schedule: Option<i64> = sqlx::query_scalar(
+        "SELECT next_fire_at FROM schedules WHERE state = 'active' AND next_fire_at IS NOT NULL \
+         ORDER BY next_fire_at LIMIT 1",
+    )
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db_err(ctx))?;
+    // The first run waiting with no lease on it …
+    let unleased: Option<i64> = sqlx::query_scalar(
+        "SELECT dispatch_at FROM runs \
+         WHERE state IN ('pending', 'retrying') AND dispatch_at IS NOT NULL AND lease_expires_at IS NULL \
+         ORDER BY dispatch_at LIMIT 1",
+    )
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db_err(ctx))?;
+    // … and, before it, leased ones that come back when their lease runs out.
+    let lease: Option<i64> = sqlx::query_scalar(
+        "SELECT min(lease_expires_at) FROM runs \
+         WHERE state IN ('pending', 'retrying') AND dispatch_at IS NOT NULL AND lease_expires_at IS NOT NULL \
+           AND dispatch_at <= ?1",
+    )
+    .bind(unleased.unwrap_or(i64::MAX))
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(db_err(ctx))?;
+    [schedule, unleased, lease].into_iter().flatten().min().map(from_ms).transpose()
+}
+
+/// The policies of the runs' schedules (defaults, with the run's attempts, for runs without one).
+async fn attach_policies<'c, E>(executor: E, runs: Vec<Run>) -> StoreResult<Vec<Dispatch>>
+where
+    E: sqlx::Executor<'c, Database = Sqlite>,
+{
+    let ids: Vec<ScheduleId> = runs.iter().filter_map(|r| r.schedule_id).collect();
+    let mut policies: HashMap<ScheduleId, Policies> = HashMap::new();
+    if !ids.is_empty() {
+        let rows: Vec<(ScheduleId, String)> = sqlx::query_as(
+            "SELECT id, policies FROM schedules WHERE id IN (SELECT unhex(value) FROM json_each(?1))",
+        )
+        .bind(hex_array(&ids))
+        .fetch_all(executor)
+        .await
+        .map_err(db_err("cannot read the policies of leased runs"))?;
+        for (id, text) in rows {
+            policies.insert(id, parse_policies(&text)?);
+        }
+    }
+    Ok(runs
+        .into_iter()
+        .map(|run| {
+            let policies = run.schedule_id.and_then(|id| policies.get(&id).copied()).unwrap_or_else(|| Policies {
+                retry: RetryPolicy { max_attempts: run.max_attempts, ..RetryPolicy::default() },
+                ..Policies::default()
+            });
+            Dispatch { run, policies }
+        })
+        .collect())
+}
+
+pub(super) async fn lease_due(store: &SqliteStore, node: &str, now: Timestamp, limit: usize) -> StoreResult<Vec<Dispatch>> {
+    let ctx = "cannot lease due runs";
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    let mut tx = store.write(ctx).await?;
+    let rows = sqlx::query(AssertSqlSafe(format!(
+        "UPDATE runs SET lease_owner = ?1, lease_expires_at = ?2 \
+         WHERE rowid IN (SELECT rowid FROM runs \
+             WHERE state IN ('pending', 'retrying') AND dispatch_at IS NOT NULL AND dispatch_at <= ?3 \
+               AND (lease_expires_at IS NULL OR lease_expires_at <= ?3) \
+             ORDER BY dispatch_at LIMIT ?4) \
+         RETURNING {RUN_COLUMNS}"
+    )))
+    .bind(node)
+    .bind(ms(now + LEASE_TTL))
+    .bind(ms(now))
+    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(db_err(ctx))?;
+    let mut runs = rows.iter().map(run_from_row).collect::<StoreResult<Vec<Run>>>()?;
+    runs.sort_by_key(|r| (r.dispatch_at, r.id));
+    let dispatches = attach_policies(&mut *tx, runs).await?;
+    tx.commit().await.map_err(db_err(ctx))?;
+    Ok(dispatches)
+}
+
+pub(super) async fn release(store: &SqliteStore, runs: &[RunId]) -> StoreResult<()> {
+    if runs.is_empty() {
+        return Ok(());
+    }
+    let ctx = "cannot release leased runs";
+    let mut tx = store.write(ctx).await?;
+    sqlx::query(
+        "UPDATE runs SET lease_owner = NULL, lease_expires_at = NULL \
+         WHERE id IN (SELECT unhex(value) FROM json_each(?1)) AND state IN ('pending', 'retrying')",
+    )
+    .bind(hex_array(runs))
+    .execute(&mut *tx)
+    .await
+    .map_err(db_err(ctx))?;
+    tx.commit().await.map_err(db_err(ctx))
+}
+
+pub(super) async fn start_attempts(store: &SqliteStore, starts: &[AttemptStart]) -> StoreResult<()> {
+    if starts.is_empty() {
+        return Ok(());
+    }
+    let ctx = "cannot start attempts";
+    let rows: Vec<(String, u32, i64)> = starts.iter().map(|s| (hex(s.run_id), s.attempt, ms(s.started_at))).collect();
+    let json = serde_json::to_string(&rows).map_err(encode_err)?;
+    let mut tx = store.write(ctx).await?;
+    // Only runs still waiting: one cancelled meanwhile stays cancelled.
+    sqlx::query(
+        "UPDATE runs SET state = 'running', attempt = j.value->>1, attempt_started_at = j.value->>2, \
+             started_at = coalesce(started_at, j.value->>2) \
+         FROM json_each(?1) AS j \
+         WHERE runs.id = unhex(j.value->>0) AND runs.state IN ('pending', 'retrying')",
+    )
+    .bind(json)
+    .execute(&mut *tx)
+    .await
+    .map_err(db_err(ctx))?;
+    tx.commit().await.map_err(db_err(ctx))
+}
+
+/// An ended attempt as a JSON array for `json_each`.
+#[derive(Serialize)]
+struct AttemptRow<'a>(String, u32, Option<&'a str>, i64, i64, &'static str, Option<String>, Option<&'a str>);
+
+/// A run's move after an attempt, as a JSON array for `json_each`.
+#[derive(Serialize)]
+struct RunMove<'a>(String, &'static str, Option<i64>, u32, Option<i64>, Option<String>, Option<&'a str>);
+
+pub(super) async fn record_attempts(store: &SqliteStore, ends: &[AttemptEnd], now: Timestamp) -> StoreResult<()> {
+    if ends.is_empty() {
+        return Ok(());
+    }
+    let ctx = "cannot record attempts";
+    let mut tx = store.write(ctx).await?;
+    record_in(&mut tx, ends, now).await?;
+    tx.commit().await.map_err(db_err(ctx))
+}
+
+/// Records ended attempts and moves their runs on, inside a write transaction.
+async fn record_in(tx: &mut Transaction<'static, Sqlite>, ends: &[AttemptEnd], now: Timestamp) -> StoreResult<()> {
+    let ctx = "cannot record attempts";
+    let mut attempts = Vec::with_capacity(ends.len());
+    let mut moves = Vec::with_capacity(ends.len());
+    let mut finished = Vec::new();
+    for end in ends {
+        let a = &end.attempt;
+        let result = a.result.as_ref().map(|v| v.to_string());
+        attempts.push(AttemptRow(
+            hex(a.run_id),
+            a.number,
+            a.instance.as_deref(),
+            ms(a.started_at),
+            ms(a.finished_at),
+            a.outcome.as_str(),
+            result.clone(),
+            a.error.as_deref(),
+        ));
+        let (state, dispatch_at, finished_at) = match end.next {
+            NextStep::Retry { at } => (RunState::Retrying, Some(ms(at)), None),
+            NextStep::Finish(state) => {
+                finished.push(a.run_id);
+                (state, None, Some(ms(a.finished_at)))
+            }
+        };
+        moves.push(RunMove(hex(a.run_id), state.as_str(), dispatch_at, a.number, finished_at, result, a.error.as_deref()));
+    }
+    let json = serde_json::to_string(&attempts).map_err(encode_err)?;
+    sqlx::query(
+        "INSERT INTO attempts (run_id, number, instance, started_at, finished_at, outcome, result, error) \
+         SELECT unhex(value->>0), value->>1, value->>2, value->>3, value->>4, value->>5, value->>6, value->>7 \
+         FROM json_each(?1) WHERE true \
+         ON CONFLICT (run_id, number) DO NOTHING",
+    )
+    .bind(json)
+    .execute(&mut **tx)
+    .await
+    .map_err(db_err(ctx))?;
+    let json = serde_json::to_string(&moves).map_err(encode_err)?;
+    sqlx::query(
+        "UPDATE runs SET state = j.value->>1, dispatch_at = coalesce(j.value->>2, dispatch_at), \
+             attempt = max(attempt, j.value->>3), finished_at = j.value->>4, \
+             result = j.value->>5, error = j.value->>6, lease_owner = NULL, lease_expires_at = NULL \
+         FROM json_each(?1) AS j \
+         WHERE runs.id = unhex(j.value->>0) AND runs.state IN ('pending', 'running', 'retrying')",
+    )
+    .bind(json)
+    .execute(&mut **tx)
+    .await
+    .map_err(db_err(ctx))?;
+    release_queued(tx, &finished, now).await
+}
+
+/// The runs queued behind runs that just ended become due, where no other run of their
+/// schedule is active any more.
+async fn release_queued(tx: &mut Transaction<'static, Sqlite>, ended: &[RunId], now: Timestamp) -> StoreResult<()> {
+    if ended.is_empty() {
+        return Ok(());
+    }
+    let ctx = "cannot release queued runs";
+    let any: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM runs WHERE state = 'pending' AND dispatch_at IS NULL)")
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(db_err(ctx))?;
+    if !any {
+        return Ok(());
+    }
+    sqlx::query(
+        "UPDATE runs SET dispatch_at = ?2 \
+         WHERE state = 'pending' AND dispatch_at IS NULL \
+           AND schedule_id IN (SELECT r.schedule_id FROM runs r \
+                               WHERE r.id IN (SELECT unhex(value) FROM json_each(?1))) \
+           AND NOT EXISTS (SELECT 1 FROM runs a \
+                           WHERE a.schedule_id = runs.schedule_id \
+                             AND a.state IN ('pending', 'running', 'retrying') \
+                             AND NOT (a.state = 'pending' AND a.dispatch_at IS NULL))",
+    )
+    .bind(hex_array(ended))
+    .bind(ms(now))
+    .execute(&mut **tx)
+    .await
+    .map_err(db_err(ctx))?;
+    Ok(())
+}
+
+/// A well-mixed number from a run id and the time, for retry jitter.
+fn random_for(id: RunId, now: Timestamp) -> u64 {
+    let (hi, lo) = id.as_u64_pair();
+    let mut x = hi ^ lo.rotate_left(17) ^ (now.timestamp_millis() as u64);
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+pub(super) async fn recover(store: &SqliteStore, now: Timestamp) -> StoreResult<Recovery> {
+    let ctx = "cannot recover interrupted runs";
+    let mut recovery = Recovery::default();
+    let mut tx = store.write(ctx).await?;
+    let rows = sqlx::query(
+        "SELECT r.id, r.attempt, r.max_attempts, \
+                coalesce(r.attempt_started_at, r.started_at, r.created_at) AS attempt_started_at, \
+                s.policies \
+         FROM runs r LEFT JOIN schedules s ON s.id = r.schedule_id \
+         WHERE r.state = 'running'",
+    )
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(db_err(ctx))?;
+    let mut ends = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let id: RunId = get(row, "id")?;
+        let number = u32_col(get(row, "attempt")?, "attempt")?.max(1);
+        let max_attempts = u32_col(get(row, "max_attempts")?, "max_attempts")?;
+        let started_at = from_ms(get(row, "attempt_started_at")?)?;
+        let policies: Option<String> = get(row, "policies")?;
+        let retry = match policies.as_deref().map(parse_policies) {
+            Some(Ok(p)) => Some(p.retry),
+            Some(Err(e)) => {
+                tracing::warn!(run = %id, error = %e, "the run's schedule has unreadable policies; not retrying it");
+                None
+            }
+            None => None,
+        };
+        let next = match retry {
+            Some(retry) => {
+                after_attempt(AttemptOutcome::Interrupted, number, max_attempts, &retry, now, random_for(id, now))
+            }
+            None => NextStep::Finish(RunState::Interrupted),
+        };
+        if matches!(next, NextStep::Retry { .. }) {
+            recovery.retried += 1;
+        }
+        ends.push(AttemptEnd {
+            attempt: Attempt {
+                run_id: id,
+                number,
+                instance: None,
+                started_at,
+                finished_at: now,
+                outcome: AttemptOutcome::Interrupted,
+                result: None,
+                error: Some("interrupted: the server stopped while this attempt was running".to_string()),
+            },
+            next,
+        });
+    }
+    recovery.interrupted = ends.len();
+    record_in(&mut tx, &ends, now).await?;
+    let released = sqlx::query(
+        "UPDATE runs SET lease_owner = NULL, lease_expires_at = NULL \
+         WHERE state IN ('pending', 'retrying') AND dispatch_at IS NOT NULL AND lease_expires_at IS NOT NULL",
+    )
+    .execute(&mut *tx)
+    .await
+    .map_err(db_err(ctx))?
+    .rows_affected();
+    recovery.released = usize::try_from(released).unwrap_or(usize::MAX);
+    tx.commit().await.map_err(db_err(ctx))?;
+    Ok(recovery)
+}
+
+pub(super) async fn insert(store: &SqliteStore, run: &Run) -> StoreResult<()> {
+    let ctx = "cannot insert a run";
+    let mut tx = store.write(ctx).await?;
+    sqlx::query(
+        "INSERT INTO runs (id, schedule_id, scheduled_for, dispatch_at, state, attempt, max_attempts, \
+                           handler_id, method, params, created_at, started_at, attempt_started_at, \
+                           finished_at, result, error, slot_count) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13, ?14, ?15, ?16)",
+    )
+    .bind(run.id)
+    .bind(run.schedule_id)
+    .bind(ms(run.scheduled_for))
+    .bind(opt_ms(run.dispatch_at))
+    .bind(run.state.as_str())
+    .bind(run.attempt)
+    .bind(run.max_attempts)
+    .bind(&run.target.handler_id)
+    .bind(&run.target.method)
+    .bind(run.target.params.to_string())
+    .bind(ms(run.created_at))
+    .bind(opt_ms(run.started_at))
+    .bind(opt_ms(run.finished_at))
+    .bind(run.result.as_ref().map(|v| v.to_string()))
+    .bind(run.error.as_deref())
+    .bind(run.slot_count)
+    .execute(&mut *tx)
+    .await
+    .map_err(db_err(ctx))?;
+    tx.commit().await.map_err(db_err(ctx))
+}
+
+pub(super) async fn get_run(store: &SqliteStore, id: RunId) -> StoreResult<Option<Run>> {
+    let row = sqlx::query(AssertSqlSafe(format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1")))
+        .bind(id)
+        .fetch_optional(&store.reader)
+        .await
+        .map_err(db_err("cannot read a run"))?;
+    row.as_ref().map(run_from_row).transpose()
+}
+
+pub(super) async fn list(store: &SqliteStore, filter: &RunFilter) -> StoreResult<Vec<Run>> {
+    let ctx = "cannot list runs";
+    let mut conn = store.reader.acquire().await.map_err(db_err(ctx))?;
+    let cursor = match filter.before {
+        None => None,
+        Some(before) => {
+            let slot: Option<i64> = sqlx::query_scalar("SELECT scheduled_for FROM runs WHERE id = ?1")
+                .bind(before)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(db_err(ctx))?;
+            match slot {
+                Some(slot) => Some((slot, before)),
+                None => return Err(StoreError::NotFound { kind: "run", id: before.to_string() }),
+            }
+        }
+    };
+    let mut sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE 1");
+    let mut n = 0;
+    let mut next = || {
+        n += 1;
+        n
+    };
+    if filter.schedule_id.is_some() {
+        sql.push_str(&format!(" AND schedule_id = ?{}", next()));
+    }
+    if filter.handler_id.is_some() {
+        sql.push_str(&format!(" AND handler_id = ?{}", next()));
+    }
+    if !filter.states.is_empty() {
+        let marks: Vec<String> = filter.states.iter().map(|_| format!("?{}", next())).collect();
+        sql.push_str(&format!(" AND state IN ({})", marks.join(", ")));
+    }
+    if filter.from.is_some() {
+        sql.push_str(&format!(" AND scheduled_for >= ?{}", next()));
+    }
+    if filter.to.is_some() {
+        sql.push_str(&format!(" AND scheduled_for < ?{}", next()));
+    }
+    if cursor.is_some() {
+        let (a, b) = (next(), next());
+        sql.push_str(&format!(" AND (scheduled_for, id) < (?{a}, ?{b})"));
+    }
+    sql.push_str(" ORDER BY scheduled_for DESC, id DESC");
+    if filter.limit > 0 {
+        sql.push_str(&format!(" LIMIT {}", filter.limit));
+    }
+    let mut q = sqlx::query(AssertSqlSafe(sql));
+    if let Some(id) = filter.schedule_id {
+        q = q.bind(id);
+    }
+    if let Some(h) = &filter.handler_id {
+        q = q.bind(h.clone());
+    }
+    for s in &filter.states {
+        q = q.bind(s.as_str());
+    }
+    if let Some(from) = filter.from {
+        q = q.bind(ms(from));
+    }
+    if let Some(to) = filter.to {
+        q = q.bind(ms(to));
+    }
+    if let Some((slot, id)) = cursor {
+        q = q.bind(slot).bind(id);
+    }
+    let rows = q.fetch_all(&mut *conn).await.map_err(db_err(ctx))?;
+    rows.iter().map(run_from_row).collect()
+}
+
+pub(super) async fn list_attempts(store: &SqliteStore, run: RunId) -> StoreResult<Vec<Attempt>> {
+    let rows = sqlx::query(
+        "SELECT run_id, number, instance, started_at, finished_at, outcome, result, error \
+         FROM attempts WHERE run_id = ?1 ORDER BY number",
+    )
+    .bind(run)
+    .fetch_all(&store.reader)
+    .await
+    .map_err(db_err("cannot list attempts"))?;
+    rows.iter().map(attempt_from_row).collect()
+}
+
+pub(super) async fn cancel(store: &SqliteStore, run: RunId, now: Timestamp) -> StoreResult<RunState> {
+    let ctx = "cannot cancel a run";
+    let mut tx = store.write(ctx).await?;
+    let row: Option<(String, Option<i64>)> = sqlx::query_as("SELECT state, dispatch_at FROM runs WHERE id = ?1")
+        .bind(run)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err(ctx))?;
+    let Some((state, dispatch_at)) = row else {
+        return Err(StoreError::NotFound { kind: "run", id: run.to_string() });
+    };
+    let state = run_state(&state)?;
+    if !matches!(state, RunState::Pending | RunState::Retrying) {
+        return Ok(state);
+    }
+    sqlx::query(
+        "UPDATE runs SET state = 'cancelled', finished_at = ?2, error = 'cancelled', \
+             lease_owner = NULL, lease_expires_at = NULL \
+         WHERE id = ?1",
+    )
+    .bind(run)
+    .bind(ms(now))
+    .execute(&mut *tx)
+    .await
+    .map_err(db_err(ctx))?;
+    let was_queued = state == RunState::Pending && dispatch_at.is_none();
+    if !was_queued {
+        release_queued(&mut tx, &[run], now).await?;
+    }
+    tx.commit().await.map_err(db_err(ctx))?;
+    Ok(RunState::Cancelled)
+}
+
+pub(super) async fn purge_history(store: &SqliteStore, before: Timestamp) -> StoreResult<u64> {
+    let ctx = "cannot purge run history";
+    let mut total = 0;
+    loop {
+        let mut tx = store.write(ctx).await?;
+        let ids: Vec<RunId> = sqlx::query_scalar(
+            "DELETE FROM runs WHERE rowid IN ( \
+                 SELECT rowid FROM runs WHERE finished_at < ?1 \
+                   AND state NOT IN ('pending', 'running', 'retrying') \
+                 ORDER BY finished_at LIMIT ?2) \
+             RETURNING id",
+        )
+        .bind(ms(before))
+        .bind(PURGE_BATCH)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_err(ctx))?;
+        if !ids.is_empty() {
+            sqlx::query("DELETE FROM attempts WHERE run_id IN (SELECT unhex(value) FROM json_each(?1))")
+                .bind(hex_array(&ids))
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err(ctx))?;
+        }
+        tx.commit().await.map_err(db_err(ctx))?;
+        total += ids.len() as u64;
+        if (ids.len() as i64) < PURGE_BATCH {
+            return Ok(total);
+        }
+        // Let other writers in between batches.
+        tokio::task::yield_now().await;
+    }
+}

@@ -1,0 +1,216 @@
+//! Schedules: insert (one or a million, set-based), get, find, update, delete, list.
+
+use std::collections::HashSet;
+
+use schedulezero_core::Timestamp;
+use schedulezero_core::schedule::{Schedule, ScheduleId, ScheduleState};
+use serde::Serialize;
+use sqlx::AssertSqlSafe;
+
+use super::SqliteStore;
+use super::codec::{SCHEDULE_COLUMNS, db_err, hex, is_unique_violation, ms, opt_ms, schedule_from_row};
+use crate::{ScheduleFilter, StoreError, StoreResult};
+
+/// Rows per `INSERT … SELECT … FROM json_each(?)` statement.
+const INSERT_CHUNK: usize = 5_000;
+
+/// One schedule as a JSON array for `json_each`.
+#[derive(Serialize)]
+struct ScheduleRow<'a>(
+    String,
+    &'a str,
+    String,
+    &'a str,
+    &'a str,
+    String,
+    String,
+    &'a str,
+    Option<i64>,
+    i64,
+    i64,
+);
+
+fn row_of(s: &Schedule) -> ScheduleRow<'_> {
+    ScheduleRow(
+        hex(s.id),
+        &s.name,
+        s.trigger.to_json().to_string(),
+        &s.target.handler_id,
+        &s.target.method,
+        s.target.params.to_string(),
+        s.policies.to_json().to_string(),
+        s.state.as_str(),
+        opt_ms(s.next_fire_at),
+        ms(s.created_at),
+        ms(s.updated_at),
+    )
+}
+
+fn encode_err(e: serde_json::Error) -> StoreError {
+    StoreError::Backend { context: "cannot encode schedules".to_string(), source: Box::new(e) }
+}
+
+pub(super) async fn insert_bulk(store: &SqliteStore, schedules: &[Schedule]) -> StoreResult<()> {
+    if schedules.is_empty() {
+        return Ok(());
+    }
+    let ctx = "cannot insert schedules";
+    let mut seen = HashSet::new();
+    for s in schedules.iter().filter(|s| s.state != ScheduleState::Finished) {
+        if !seen.insert(s.name.as_str()) {
+            return Err(StoreError::DuplicateName(s.name.clone()));
+        }
+    }
+    let mut tx = store.write(ctx).await?;
+    for chunk in schedules.chunks(INSERT_CHUNK) {
+        let rows: Vec<ScheduleRow<'_>> = chunk.iter().map(row_of).collect();
+        let json = serde_json::to_string(&rows).map_err(encode_err)?;
+        let done = sqlx::query(
+            "INSERT INTO schedules (id, name, trigger, handler_id, method, params, policies, state, \
+                                    next_fire_at, created_at, updated_at) \
+             SELECT unhex(value->>0), value->>1, value->>2, value->>3, value->>4, value->>5, value->>6, \
+                    value->>7, value->>8, value->>9, value->>10 \
+             FROM json_each(?1)",
+        )
+        .bind(json)
+        .execute(&mut *tx)
+        .await;
+        match done {
+            Ok(_) => {}
+            Err(e) if is_unique_violation(&e, "schedules.name") => {
+                let names: Vec<&str> = chunk.iter().map(|s| s.name.as_str()).collect();
+                let names = serde_json::to_string(&names).map_err(encode_err)?;
+                let taken: Option<String> = sqlx::query_scalar(
+                    "SELECT name FROM schedules WHERE state <> 'finished' \
+                     AND name IN (SELECT value FROM json_each(?1)) LIMIT 1",
+                )
+                .bind(names)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err(ctx))?;
+                let name = taken.or_else(|| chunk.first().map(|s| s.name.clone())).unwrap_or_default();
+                return Err(StoreError::DuplicateName(name));
+            }
+            Err(e) => return Err(db_err(ctx)(e)),
+        }
+    }
+    tx.commit().await.map_err(db_err(ctx))
+}
+
+pub(super) async fn get(store: &SqliteStore, id: ScheduleId) -> StoreResult<Option<Schedule>> {
+    let row = sqlx::query(AssertSqlSafe(format!("SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE id = ?1")))
+        .bind(id)
+        .fetch_optional(&store.reader)
+        .await
+        .map_err(db_err("cannot read a schedule"))?;
+    row.as_ref().map(schedule_from_row).transpose()
+}
+
+pub(super) async fn find(store: &SqliteStore, name: &str) -> StoreResult<Option<Schedule>> {
+    let row = sqlx::query(AssertSqlSafe(format!(
+        "SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE name = ?1 AND state <> 'finished'"
+    )))
+    .bind(name)
+    .fetch_optional(&store.reader)
+    .await
+    .map_err(db_err("cannot find a schedule"))?;
+    row.as_ref().map(schedule_from_row).transpose()
+}
+
+pub(super) async fn update(store: &SqliteStore, s: &Schedule) -> StoreResult<()> {
+    let ctx = "cannot update a schedule";
+    let mut tx = store.write(ctx).await?;
+    let done = sqlx::query(
+        "UPDATE schedules SET name = ?2, trigger = ?3, handler_id = ?4, method = ?5, params = ?6, \
+             policies = ?7, state = ?8, next_fire_at = ?9, updated_at = ?10 \
+         WHERE id = ?1",
+    )
+    .bind(s.id)
+    .bind(&s.name)
+    .bind(s.trigger.to_json().to_string())
+    .bind(&s.target.handler_id)
+    .bind(&s.target.method)
+    .bind(s.target.params.to_string())
+    .bind(s.policies.to_json().to_string())
+    .bind(s.state.as_str())
+    .bind(opt_ms(s.next_fire_at))
+    .bind(ms(s.updated_at))
+    .execute(&mut *tx)
+    .await;
+    match done {
+        Ok(r) if r.rows_affected() == 0 => Err(StoreError::NotFound { kind: "schedule", id: s.id.to_string() }),
+        Ok(_) => tx.commit().await.map_err(db_err(ctx)),
+        Err(e) if is_unique_violation(&e, "schedules.name") => Err(StoreError::DuplicateName(s.name.clone())),
+        Err(e) => Err(db_err(ctx)(e)),
+    }
+}
+
+pub(super) async fn delete(store: &SqliteStore, id: ScheduleId, now: Timestamp) -> StoreResult<bool> {
+    let ctx = "cannot delete a schedule";
+    let mut tx = store.write(ctx).await?;
+    let deleted = sqlx::query("DELETE FROM schedules WHERE id = ?1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err(ctx))?
+        .rows_affected();
+    if deleted == 0 {
+        return Ok(false);
+    }
+    // Its runs that have not started are cancelled; running ones are the dispatcher's to end.
+    sqlx::query(
+        "UPDATE runs SET state = 'cancelled', finished_at = ?2, error = 'the schedule was deleted', \
+             lease_owner = NULL, lease_expires_at = NULL \
+         WHERE schedule_id = ?1 AND state IN ('pending', 'running', 'retrying') AND state <> 'running'",
+    )
+    .bind(id)
+    .bind(ms(now))
+    .execute(&mut *tx)
+    .await
+    .map_err(db_err(ctx))?;
+    tx.commit().await.map_err(db_err(ctx))?;
+    Ok(true)
+}
+
+pub(super) async fn list(store: &SqliteStore, filter: &ScheduleFilter) -> StoreResult<Vec<Schedule>> {
+    let mut sql = format!("SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE 1");
+    let mut n = 0;
+    let mut next = || {
+        n += 1;
+        n
+    };
+    if filter.state.is_some() {
+        sql.push_str(&format!(" AND state = ?{}", next()));
+    } else if !filter.include_finished {
+        sql.push_str(" AND state <> 'finished'");
+    }
+    if filter.handler_id.is_some() {
+        sql.push_str(&format!(" AND handler_id = ?{}", next()));
+    }
+    if filter.name_contains.is_some() {
+        sql.push_str(&format!(" AND instr(lower(name), ?{}) > 0", next()));
+    }
+    if filter.after.is_some() {
+        sql.push_str(&format!(" AND id > ?{}", next()));
+    }
+    sql.push_str(" ORDER BY id");
+    if filter.limit > 0 {
+        sql.push_str(&format!(" LIMIT {}", filter.limit));
+    }
+    let mut q = sqlx::query(AssertSqlSafe(sql));
+    if let Some(state) = filter.state {
+        q = q.bind(state.as_str());
+    }
+    if let Some(h) = &filter.handler_id {
+        q = q.bind(h.clone());
+    }
+    if let Some(name) = &filter.name_contains {
+        // SQLite's lower() folds ASCII only; so does this, to match.
+        q = q.bind(name.to_ascii_lowercase());
+    }
+    if let Some(after) = filter.after {
+        q = q.bind(after);
+    }
+    let rows = q.fetch_all(&store.reader).await.map_err(db_err("cannot list schedules"))?;
+    rows.iter().map(schedule_from_row).collect()
+}
