@@ -88,10 +88,7 @@ impl CronFields {
             minute: field(6)?,
             second: field(7)?,
         };
-        Ok(Self {
-            exprs: exprs.clone(),
-            fields: Box::new(fields),
-        })
+        Ok(Self { exprs: exprs.clone(), fields: Box::new(fields) })
     }
 
     /// The expressions as given (used to serialize the trigger and to describe it).
@@ -103,11 +100,7 @@ impl CronFields {
     /// ranges, but neither `*` nor a step (`*/n`, `a-b/n`, `a/n`). Fixed hours fire only on the
     /// first pass of an hour repeated by daylight saving.
     pub fn hour_is_fixed(&self) -> bool {
-        self.fields
-            .hour
-            .items
-            .iter()
-            .all(|item| matches!(item, Item::Range { step: None, .. }))
+        self.fields.hour.items.iter().all(|item| matches!(item, Item::Range { step: None, .. }))
     }
 
     /// The first local wall-clock time at or after `from` (rounded up to a whole second) at
@@ -118,11 +111,8 @@ impl CronFields {
     pub fn next_match(&self, from: NaiveDateTime) -> Option<NaiveDateTime> {
         let from = ceil_to_second(from)?;
         let mut year = from.year();
-        let mut start = Start {
-            month: from.month(),
-            day: from.day(),
-            time: (from.hour(), from.minute(), from.second()),
-        };
+        let mut start =
+            Start { month: from.month(), day: from.day(), time: (from.hour(), from.minute(), from.second()) };
         // The calendar repeats every 400 years (146 097 days, a whole number of weeks), so
         // whether a year has a matching date depends only on the year modulo 400. Remember the
         // residues of years searched in full without a match: that bounds the search for
@@ -164,13 +154,9 @@ impl Fields {
             .iter()
             .filter_map(|item| {
                 let (first, last, step) = item.span(&SPECS[0])?;
-                let (first, last, step) =
-                    (i64::from(first), i64::from(last), i64::from(step.max(1)));
-                let next = if from <= first {
-                    first
-                } else {
-                    first + (from - first + step - 1) / step * step
-                };
+                let (first, last, step) = (i64::from(first), i64::from(last), i64::from(step.max(1)));
+                let next =
+                    if from <= first { first } else { first + (from - first + step - 1) / step * step };
                 (next <= last).then_some(next)
             })
             .min()
@@ -186,11 +172,7 @@ impl Fields {
             while days != 0 {
                 let day = days.trailing_zeros();
                 days &= days - 1;
-                let (h, m, s) = if month == start.month && day == start.day {
-                    start.time
-                } else {
-                    (0, 0, 0)
-                };
+                let (h, m, s) = if month == start.month && day == start.day { start.time } else { (0, 0, 0) };
                 if let Some((h, m, s)) = self.next_time(h, m, s) {
                     return NaiveDate::from_ymd_opt(year, month, day)?.and_hms_opt(h, m, s);
                 }
@@ -238,8 +220,7 @@ impl Fields {
             let mut day = 1;
             while day <= len {
                 let end = (day + 6 - weekday_of(day)).min(len);
-                let week =
-                    NaiveDate::from_ymd_opt(year, month, day).map_or(0, |d| d.iso_week().week());
+                let week = NaiveDate::from_ymd_opt(year, month, day).map_or(0, |d| d.iso_week().week());
                 if self.week.bits >> week & 1 == 0 {
                     mask &= !bit_range(day, end);
                 }
@@ -268,16 +249,8 @@ impl Fields {
 }
 
 /// The field names, most significant first.
-pub const FIELD_NAMES: [&str; 8] = [
-    "year",
-    "month",
-    "day",
-    "week",
-    "day_of_week",
-    "hour",
-    "minute",
-    "second",
-];
+pub const FIELD_NAMES: [&str; 8] =
+    ["year", "month", "day", "week", "day_of_week", "hour", "minute", "second"];
 
 impl FieldExprs {
     /// The fields the user gave, most significant first, with their expressions.
@@ -301,9 +274,8 @@ impl FieldExprs {
 const YEAR_MIN: u32 = 1970;
 const YEAR_MAX: u32 = 9999;
 const WEEKDAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
-const MONTHS: [&str; 12] = [
-    "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
-];
+const MONTHS: [&str; 12] =
+    ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"];
 const ORDINALS: [&str; 5] = ["1st", "2nd", "3rd", "4th", "5th"];
 
 /// What one field accepts.
@@ -328,22 +300,8 @@ impl Spec {
 
 /// The fields, in [`FIELD_NAMES`] order.
 const SPECS: [Spec; 8] = [
-    Spec {
-        name: "year",
-        min: YEAR_MIN,
-        max: YEAR_MAX,
-        names: &[],
-        default: "*",
-        takes: "a year 1970-9999",
-    },
-    Spec {
-        name: "month",
-        min: 1,
-        max: 12,
-        names: &MONTHS,
-        default: "1",
-        takes: "a month 1-12 or jan-dec",
-    },
+    Spec { name: "year", min: YEAR_MIN, max: YEAR_MAX, names: &[], default: "*", takes: "a year 1970-9999" },
+    Spec { name: "month", min: 1, max: 12, names: &MONTHS, default: "1", takes: "a month 1-12 or jan-dec" },
     Spec {
         name: "day",
         min: 1,
@@ -352,14 +310,7 @@ const SPECS: [Spec; 8] = [
         default: "1",
         takes: "a day 1-31, 'last', 'last fri', '1st mon' to '5th sun'",
     },
-    Spec {
-        name: "week",
-        min: 1,
-        max: 53,
-        names: &[],
-        default: "*",
-        takes: "an ISO week 1-53",
-    },
+    Spec { name: "week", min: 1, max: 53, names: &[], default: "*", takes: "an ISO week 1-53" },
     Spec {
         name: "day_of_week",
         min: 0,
@@ -368,30 +319,9 @@ const SPECS: [Spec; 8] = [
         default: "*",
         takes: "a weekday 0-6 (0 = Monday) or mon-sun",
     },
-    Spec {
-        name: "hour",
-        min: 0,
-        max: 23,
-        names: &[],
-        default: "0",
-        takes: "an hour 0-23",
-    },
-    Spec {
-        name: "minute",
-        min: 0,
-        max: 59,
-        names: &[],
-        default: "0",
-        takes: "a minute 0-59",
-    },
-    Spec {
-        name: "second",
-        min: 0,
-        max: 59,
-        names: &[],
-        default: "0",
-        takes: "a second 0-59",
-    },
+    Spec { name: "hour", min: 0, max: 23, names: &[], default: "0", takes: "an hour 0-23" },
+    Spec { name: "minute", min: 0, max: 59, names: &[], default: "0", takes: "a minute 0-59" },
+    Spec { name: "second", min: 0, max: 59, names: &[], default: "0", takes: "a second 0-59" },
 ];
 
 /// One comma-separated item of a field expression.
@@ -400,11 +330,7 @@ enum Item {
     /// `*` or `*/step`: every `step`-th value from the field's minimum.
     All { step: Option<u32> },
     /// `a`, `a-b`, `a-b/step`, or `a/step` (up to the field's maximum).
-    Range {
-        first: u32,
-        last: u32,
-        step: Option<u32>,
-    },
+    Range { first: u32, last: u32, step: Option<u32> },
     /// `last` (day only): the last day of the month.
     LastDay,
     /// `last fri` (day only): the last such weekday (0 = Monday) of the month.
@@ -437,10 +363,7 @@ impl Field {
     fn parse(spec: &Spec, expr: &str) -> Result<Field, String> {
         let expr = expr.trim();
         if expr.is_empty() {
-            return Err(format!(
-                "the expression is empty; give {}, or '*' for every value",
-                spec.takes
-            ));
+            return Err(format!("the expression is empty; give {}, or '*' for every value", spec.takes));
         }
         let mut items = Vec::new();
         for item in expr.split(',') {
@@ -470,9 +393,7 @@ impl Field {
 fn parse_item(spec: &Spec, item: &str) -> Result<Item, String> {
     let words: Vec<&str> = item.split_whitespace().collect();
     if let Some(&keyword) = words.first() {
-        let nth = ORDINALS
-            .iter()
-            .position(|o| o.eq_ignore_ascii_case(keyword));
+        let nth = ORDINALS.iter().position(|o| o.eq_ignore_ascii_case(keyword));
         if keyword.eq_ignore_ascii_case("last") || nth.is_some() {
             if spec.name != "day" {
                 return Err(format!(
@@ -488,15 +409,12 @@ fn parse_item(spec: &Spec, item: &str) -> Result<Item, String> {
                     })? as u32;
                     Ok(match nth {
                         None => Item::LastWeekday(weekday),
-                        Some(i) => Item::NthWeekday {
-                            nth: i as u32 + 1,
-                            weekday,
-                        },
+                        Some(i) => Item::NthWeekday { nth: i as u32 + 1, weekday },
                     })
                 }
-                (Some(_), [_]) => Err(format!(
-                    "'{item}' needs a weekday name after it, as in '{keyword} mon'"
-                )),
+                (Some(_), [_]) => {
+                    Err(format!("'{item}' needs a weekday name after it, as in '{keyword} mon'"))
+                }
                 _ => Err(format!(
                     "'{item}' is not a valid day position; write 'last', or a position and a weekday name \
                      such as 'last fri' or '1st mon'"
@@ -555,9 +473,7 @@ fn parse_item(spec: &Spec, item: &str) -> Result<Item, String> {
 /// Parses the step after `/` in `item`.
 fn parse_step(spec: &Spec, item: &str, step: &str) -> Result<u32, String> {
     if step.is_empty() || !step.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!(
-            "'{item}' needs a whole number after '/', as in '*/5'"
-        ));
+        return Err(format!("'{item}' needs a whole number after '/', as in '*/5'"));
     }
     match step.parse::<u32>() {
         Ok(0) => Err(format!("step 0 in '{item}' must be at least 1")),
@@ -577,13 +493,8 @@ fn parse_value(spec: &Spec, item: &str, token: &str) -> Result<u32, String> {
             _ => Err(format!("{token} is out of range {}-{}", spec.min, spec.max)),
         };
     }
-    if !spec.names.is_empty() && !token.is_empty() && token.bytes().all(|b| b.is_ascii_alphabetic())
-    {
-        return match spec
-            .names
-            .iter()
-            .position(|n| n.eq_ignore_ascii_case(token))
-        {
+    if !spec.names.is_empty() && !token.is_empty() && token.bytes().all(|b| b.is_ascii_alphabetic()) {
+        return match spec.names.iter().position(|n| n.eq_ignore_ascii_case(token)) {
             Some(i) => Ok(spec.min + i as u32),
             None if spec.name == "month" => Err(format!(
                 "'{token}' is not a month name; use jan, feb, mar, apr, may, jun, jul, aug, sep, oct, nov or dec \
@@ -606,25 +517,14 @@ fn reversed_range(spec: &Spec, (a, first): (&str, u32), (b, last): (&str, u32)) 
     if spec.name == "year" {
         return format!("range {a}-{b} starts after it ends; write it as {b}-{a}");
     }
-    let named =
-        |token: &str| !spec.names.is_empty() && token.bytes().all(|c| c.is_ascii_alphabetic());
+    let named = |token: &str| !spec.names.is_empty() && token.bytes().all(|c| c.is_ascii_alphabetic());
     let show = |value: u32, like: &str| match spec.names.get((value - spec.min) as usize) {
         Some(name) if named(like) => (*name).to_string(),
         _ => value.to_string(),
     };
-    let head = if first == spec.max {
-        a.to_string()
-    } else {
-        format!("{a}-{}", show(spec.max, a))
-    };
-    let tail = if last == spec.min {
-        b.to_string()
-    } else {
-        format!("{}-{b}", show(spec.min, b))
-    };
-    format!(
-        "range {a}-{b} starts after it ends; ranges do not wrap around, so write it as {head},{tail}"
-    )
+    let head = if first == spec.max { a.to_string() } else { format!("{a}-{}", show(spec.max, a)) };
+    let tail = if last == spec.min { b.to_string() } else { format!("{}-{b}", show(spec.min, b)) };
+    format!("range {a}-{b} starts after it ends; ranges do not wrap around, so write it as {head},{tail}")
 }
 
 /// Where the search starts within a year.
@@ -636,11 +536,7 @@ struct Start {
 }
 
 impl Start {
-    const NEW_YEAR: Start = Start {
-        month: 1,
-        day: 1,
-        time: (0, 0, 0),
-    };
+    const NEW_YEAR: Start = Start { month: 1, day: 1, time: (0, 0, 0) };
 }
 
 /// `t`, rounded up to a whole second.
@@ -648,8 +544,7 @@ fn ceil_to_second(t: NaiveDateTime) -> Option<NaiveDateTime> {
     if t.nanosecond() == 0 {
         return Some(t);
     }
-    t.with_nanosecond(0)?
-        .checked_add_signed(TimeDelta::seconds(1))
+    t.with_nanosecond(0)?.checked_add_signed(TimeDelta::seconds(1))
 }
 
 /// The smallest set bit of `bits` at or above `from`.
@@ -708,9 +603,7 @@ mod tests {
     }
 
     fn error(fields: &[(&str, &str)]) -> String {
-        CronFields::parse(&exprs(fields))
-            .expect_err("invalid fields")
-            .to_string()
+        CronFields::parse(&exprs(fields)).expect_err("invalid fields").to_string()
     }
 
     fn at(s: &str) -> NaiveDateTime {
@@ -763,8 +656,7 @@ mod tests {
     fn item_allows(item: &Item, spec: &Spec, value: u32) -> bool {
         match *item {
             Item::All { step } => {
-                (spec.min..=spec.max).contains(&value)
-                    && (value - spec.min).is_multiple_of(step.unwrap_or(1))
+                (spec.min..=spec.max).contains(&value) && (value - spec.min).is_multiple_of(step.unwrap_or(1))
             }
             Item::Range { first, last, step } => {
                 (first..=last).contains(&value) && (value - first).is_multiple_of(step.unwrap_or(1))
@@ -774,10 +666,7 @@ mod tests {
     }
 
     fn allows(field: &Field, spec: &Spec, value: u32) -> bool {
-        field
-            .items
-            .iter()
-            .any(|item| item_allows(item, spec, value))
+        field.items.iter().any(|item| item_allows(item, spec, value))
     }
 
     fn day_allows(field: &Field, d: NaiveDate) -> bool {
@@ -798,22 +687,13 @@ mod tests {
         from: NaiveDateTime,
         until: NaiveDateTime,
     ) -> Option<NaiveDateTime> {
-        let from = if from.nanosecond() == 0 {
-            from
-        } else {
-            from.with_nanosecond(0)? + TimeDelta::seconds(1)
-        };
+        let from =
+            if from.nanosecond() == 0 { from } else { from.with_nanosecond(0)? + TimeDelta::seconds(1) };
         let mut date = from.date();
         let mut first = from.num_seconds_from_midnight();
-        while date < until.date()
-            || (date == until.date() && first < until.num_seconds_from_midnight())
-        {
+        while date < until.date() || (date == until.date() && first < until.num_seconds_from_midnight()) {
             if cron.date_matches(date) {
-                let end = if date == until.date() {
-                    until.num_seconds_from_midnight()
-                } else {
-                    86_400
-                };
+                let end = if date == until.date() { until.num_seconds_from_midnight() } else { 86_400 };
                 for sec in first..end {
                     if cron.time_matches(sec / 3600, sec / 60 % 60, sec % 60) {
                         return date.and_hms_opt(sec / 3600, sec / 60 % 60, sec % 60);
@@ -837,17 +717,10 @@ mod tests {
         let every_even_hour = cron(&[("hour", "*/2"), ("minute", "0")]);
         assert_eq!(
             upcoming(&every_even_hour, "2026-03-05 09:17:42", 3),
-            [
-                "2026-03-05 10:00:00",
-                "2026-03-05 12:00:00",
-                "2026-03-05 14:00:00"
-            ]
+            ["2026-03-05 10:00:00", "2026-03-05 12:00:00", "2026-03-05 14:00:00"]
         );
         // Month, day, week, weekday and year above the given fields are `*`: it runs every day.
-        assert_eq!(
-            upcoming(&every_even_hour, "2026-12-31 23:00:00", 1),
-            ["2027-01-01 00:00:00"]
-        );
+        assert_eq!(upcoming(&every_even_hour, "2026-12-31 23:00:00", 1), ["2027-01-01 00:00:00"]);
 
         let mondays = cron(&[("day_of_week", "mon")]);
         assert_eq!(
@@ -856,10 +729,7 @@ mod tests {
         );
 
         let june = cron(&[("month", "6")]);
-        assert_eq!(
-            upcoming(&june, "2026-03-01 00:00:00", 2),
-            ["2026-06-01 00:00:00", "2027-06-01 00:00:00"]
-        );
+        assert_eq!(upcoming(&june, "2026-03-01 00:00:00", 2), ["2026-06-01 00:00:00", "2027-06-01 00:00:00"]);
     }
 
     #[test]
@@ -868,40 +738,23 @@ mod tests {
         let january = cron(&[("month", "jan"), ("second", "30")]);
         assert_eq!(
             upcoming(&january, "2026-12-31 23:59:59", 3),
-            [
-                "2027-01-01 00:00:30",
-                "2027-01-01 00:01:30",
-                "2027-01-01 00:02:30"
-            ]
+            ["2027-01-01 00:00:30", "2027-01-01 00:01:30", "2027-01-01 00:02:30"]
         );
-        assert_eq!(
-            show(january.next_match(at("2027-01-31 23:59:31"))),
-            Some("2028-01-01 00:00:30".into())
-        );
+        assert_eq!(show(january.next_match(at("2027-01-31 23:59:31"))), Some("2028-01-01 00:00:30".into()));
     }
 
     #[test]
     fn week_day_of_week_and_year_stay_star_below_given_fields() {
         // Year 2027 alone: month and day default to 1, the time to 00:00:00, the rest to `*`.
         let year = cron(&[("year", "2027")]);
-        assert_eq!(
-            upcoming(&year, "2026-05-05 00:00:00", 2),
-            ["2027-01-01 00:00:00"]
-        );
+        assert_eq!(upcoming(&year, "2026-05-05 00:00:00", 2), ["2027-01-01 00:00:00"]);
         // Week alone: day_of_week stays `*`, so every day of ISO week 10 at midnight.
         let week = cron(&[("week", "10")]);
         assert_eq!(
             upcoming(&week, "2026-01-01 00:00:00", 3),
-            [
-                "2026-03-02 00:00:00",
-                "2026-03-03 00:00:00",
-                "2026-03-04 00:00:00"
-            ]
+            ["2026-03-02 00:00:00", "2026-03-03 00:00:00", "2026-03-04 00:00:00"]
         );
-        assert_eq!(
-            upcoming(&week, "2026-03-08 00:00:01", 1),
-            ["2027-03-08 00:00:00"]
-        );
+        assert_eq!(upcoming(&week, "2026-03-08 00:00:01", 1), ["2027-03-08 00:00:00"]);
     }
 
     #[test]
@@ -909,11 +762,7 @@ mod tests {
         let every_second = cron(&[]);
         assert_eq!(
             upcoming(&every_second, "2026-02-28 23:59:58.5", 3),
-            [
-                "2026-02-28 23:59:59",
-                "2026-03-01 00:00:00",
-                "2026-03-01 00:00:01"
-            ]
+            ["2026-02-28 23:59:59", "2026-03-01 00:00:00", "2026-03-01 00:00:01"]
         );
         assert!(!every_second.hour_is_fixed());
     }
@@ -922,21 +771,12 @@ mod tests {
     fn day_of_week_zero_is_monday() {
         let zero = cron(&[("day_of_week", "0")]);
         // 2026-11-20 is a Friday; 2026-11-23 a Monday.
-        assert_eq!(
-            upcoming(&zero, "2026-11-20 08:00:00", 1),
-            ["2026-11-23 00:00:00"]
-        );
+        assert_eq!(upcoming(&zero, "2026-11-20 08:00:00", 1), ["2026-11-23 00:00:00"]);
         let six = cron(&[("day_of_week", "6")]);
-        assert_eq!(
-            upcoming(&six, "2026-11-20 08:00:00", 1),
-            ["2026-11-22 00:00:00"]
-        );
+        assert_eq!(upcoming(&six, "2026-11-20 08:00:00", 1), ["2026-11-22 00:00:00"]);
         assert_eq!(
             cron(&[("day_of_week", "sun")]),
-            CronFields {
-                exprs: exprs(&[("day_of_week", "sun")]),
-                ..six
-            }
+            CronFields { exprs: exprs(&[("day_of_week", "sun")]), ..six }
         );
     }
 
@@ -976,12 +816,7 @@ mod tests {
         let days = cron(&[("day", "*/10")]);
         assert_eq!(
             upcoming(&days, "2026-01-02 00:00:00", 4),
-            [
-                "2026-01-11 00:00:00",
-                "2026-01-21 00:00:00",
-                "2026-01-31 00:00:00",
-                "2026-02-01 00:00:00"
-            ]
+            ["2026-01-11 00:00:00", "2026-01-21 00:00:00", "2026-01-31 00:00:00", "2026-02-01 00:00:00"]
         );
     }
 
@@ -1002,12 +837,7 @@ mod tests {
         let minutes = cron(&[("minute", "10/20")]);
         assert_eq!(
             upcoming(&minutes, "2026-01-01 00:00:00", 4),
-            [
-                "2026-01-01 00:10:00",
-                "2026-01-01 00:30:00",
-                "2026-01-01 00:50:00",
-                "2026-01-01 01:10:00"
-            ]
+            ["2026-01-01 00:10:00", "2026-01-01 00:30:00", "2026-01-01 00:50:00", "2026-01-01 01:10:00"]
         );
         // `*/n` on the year counts from 1970.
         let years = cron(&[("year", "*/5")]);
@@ -1022,16 +852,9 @@ mod tests {
         let last = cron(&[("day", "last")]);
         assert_eq!(
             upcoming(&last, "2024-02-10 00:00:00", 3),
-            [
-                "2024-02-29 00:00:00",
-                "2024-03-31 00:00:00",
-                "2024-04-30 00:00:00"
-            ]
+            ["2024-02-29 00:00:00", "2024-03-31 00:00:00", "2024-04-30 00:00:00"]
         );
-        assert_eq!(
-            upcoming(&last, "2023-02-01 00:00:00", 1),
-            ["2023-02-28 00:00:00"]
-        );
+        assert_eq!(upcoming(&last, "2023-02-01 00:00:00", 1), ["2023-02-28 00:00:00"]);
     }
 
     #[test]
@@ -1058,12 +881,7 @@ mod tests {
         let mixed = cron(&[("day", "1,3rd wed,last")]);
         assert_eq!(
             upcoming(&mixed, "2026-11-01 00:00:00", 4),
-            [
-                "2026-11-01 00:00:00",
-                "2026-11-18 00:00:00",
-                "2026-11-30 00:00:00",
-                "2026-12-01 00:00:00"
-            ]
+            ["2026-11-01 00:00:00", "2026-11-18 00:00:00", "2026-11-30 00:00:00", "2026-12-01 00:00:00"]
         );
     }
 
@@ -1084,15 +902,9 @@ mod tests {
             upcoming(&leap_day, "2025-03-01 00:00:00", 2),
             ["2028-02-29 00:00:00", "2032-02-29 00:00:00"]
         );
-        assert_eq!(
-            upcoming(&leap_day, "2024-02-29 00:00:01", 1),
-            ["2028-02-29 00:00:00"]
-        );
+        assert_eq!(upcoming(&leap_day, "2024-02-29 00:00:01", 1), ["2028-02-29 00:00:00"]);
         // 2100 is not a leap year.
-        assert_eq!(
-            upcoming(&leap_day, "2096-03-01 00:00:00", 1),
-            ["2104-02-29 00:00:00"]
-        );
+        assert_eq!(upcoming(&leap_day, "2096-03-01 00:00:00", 1), ["2104-02-29 00:00:00"]);
     }
 
     #[test]
@@ -1106,12 +918,7 @@ mod tests {
         // 2026-W53 spans the new year: 2027-01-01 to 2027-01-03 belong to it.
         assert_eq!(
             upcoming(&week_53, "2026-12-31 12:00:00", 4),
-            [
-                "2027-01-01 00:00:00",
-                "2027-01-02 00:00:00",
-                "2027-01-03 00:00:00",
-                "2032-12-27 00:00:00"
-            ]
+            ["2027-01-01 00:00:00", "2027-01-02 00:00:00", "2027-01-03 00:00:00", "2032-12-27 00:00:00"]
         );
     }
 
@@ -1147,11 +954,7 @@ mod tests {
         ] {
             let never = cron(fields);
             let started = Instant::now();
-            assert_eq!(
-                never.next_match(at("2026-01-01 00:00:00")),
-                None,
-                "{fields:?}"
-            );
+            assert_eq!(never.next_match(at("2026-01-01 00:00:00")), None, "{fields:?}");
             assert!(
                 started.elapsed() < Duration::from_millis(200),
                 "{fields:?} took {:?}",
@@ -1166,11 +969,7 @@ mod tests {
         let leap_monday = cron(&[("month", "feb"), ("day", "29"), ("day_of_week", "mon")]);
         assert_eq!(
             upcoming(&leap_monday, "2026-01-01 00:00:00", 3),
-            [
-                "2044-02-29 00:00:00",
-                "2072-02-29 00:00:00",
-                "2112-02-29 00:00:00"
-            ]
+            ["2044-02-29 00:00:00", "2072-02-29 00:00:00", "2112-02-29 00:00:00"]
         );
         let no_leap_day_left = cron(&[("year", "2100-2103"), ("month", "2"), ("day", "29")]);
         assert_eq!(no_leap_day_left.next_match(at("2026-01-01 00:00:00")), None);
@@ -1181,34 +980,18 @@ mod tests {
         // 2026 is searched from June on and has no match left; 2426 (same place in the 400-year
         // calendar cycle) must still be searched in full.
         let januaries = cron(&[("year", "2026,2426"), ("month", "1")]);
-        assert_eq!(
-            upcoming(&januaries, "2026-06-01 00:00:00", 1),
-            ["2426-01-01 00:00:00"]
-        );
+        assert_eq!(upcoming(&januaries, "2026-06-01 00:00:00", 1), ["2426-01-01 00:00:00"]);
     }
 
     #[test]
     fn far_yearly_match_is_found_without_scanning() {
-        let far = cron(&[
-            ("year", "9998"),
-            ("month", "12"),
-            ("day", "31"),
-            ("hour", "23"),
-            ("minute", "59"),
-        ]);
+        let far = cron(&[("year", "9998"), ("month", "12"), ("day", "31"), ("hour", "23"), ("minute", "59")]);
         let started = Instant::now();
         for _ in 0..100 {
-            assert_eq!(
-                show(far.next_match(at("2026-01-01 00:00:00"))),
-                Some("9998-12-31 23:59:00".into())
-            );
+            assert_eq!(show(far.next_match(at("2026-01-01 00:00:00"))), Some("9998-12-31 23:59:00".into()));
         }
         // Well under a millisecond each, even in a debug build on a busy machine.
-        assert!(
-            started.elapsed() < Duration::from_millis(100),
-            "took {:?}",
-            started.elapsed()
-        );
+        assert!(started.elapsed() < Duration::from_millis(100), "took {:?}", started.elapsed());
     }
 
     #[test]
@@ -1217,16 +1000,10 @@ mod tests {
         let started = Instant::now();
         let mut t = at("2026-12-31 23:00:00");
         for _ in 0..10_000 {
-            t = every_second
-                .next_match(t + TimeDelta::seconds(1))
-                .expect("next second");
+            t = every_second.next_match(t + TimeDelta::seconds(1)).expect("next second");
         }
         assert_eq!(t, at("2027-01-01 01:46:40"));
-        assert!(
-            started.elapsed() < Duration::from_millis(500),
-            "took {:?}",
-            started.elapsed()
-        );
+        assert!(started.elapsed() < Duration::from_millis(500), "took {:?}", started.elapsed());
     }
 
     #[test]
@@ -1237,18 +1014,12 @@ mod tests {
             Some("9999-12-31 23:59:59".into())
         );
         assert_eq!(every_second.next_match(at("9999-12-31 23:59:59.5")), None);
-        assert_eq!(
-            cron(&[("year", "2020")]).next_match(at("2026-01-01 00:00:00")),
-            None
-        );
+        assert_eq!(cron(&[("year", "2020")]).next_match(at("2026-01-01 00:00:00")), None);
     }
 
     #[test]
     fn years_before_1970_are_never_matched() {
-        assert_eq!(
-            show(cron(&[]).next_match(at("1960-05-05 10:00:00"))),
-            Some("1970-01-01 00:00:00".into())
-        );
+        assert_eq!(show(cron(&[]).next_match(at("1960-05-05 10:00:00"))), Some("1970-01-01 00:00:00".into()));
     }
 
     #[test]
@@ -1296,52 +1067,25 @@ mod tests {
         let given = exprs(&[("hour", "*/2"), ("day_of_week", "Mon-Fri")]);
         let parsed = CronFields::parse(&given).expect("valid");
         assert_eq!(parsed.exprs(), &given);
-        assert_eq!(
-            parsed.exprs().given(),
-            [("day_of_week", "Mon-Fri"), ("hour", "*/2")]
-        );
+        assert_eq!(parsed.exprs().given(), [("day_of_week", "Mon-Fri"), ("hour", "*/2")]);
     }
 
     #[test]
     fn out_of_range_values_name_the_field_and_range() {
-        assert_eq!(
-            error(&[("hour", "25")]),
-            "cron field 'hour': 25 is out of range 0-23"
-        );
+        assert_eq!(error(&[("hour", "25")]), "cron field 'hour': 25 is out of range 0-23");
         let err = CronFields::parse(&exprs(&[("hour", "25")])).expect_err("invalid");
         assert_eq!(err.field, "hour");
-        assert_eq!(
-            error(&[("minute", "60")]),
-            "cron field 'minute': 60 is out of range 0-59"
-        );
+        assert_eq!(error(&[("minute", "60")]), "cron field 'minute': 60 is out of range 0-59");
         assert_eq!(
             error(&[("second", "0,99999999999")]),
             "cron field 'second': 99999999999 is out of range 0-59"
         );
-        assert_eq!(
-            error(&[("day", "0")]),
-            "cron field 'day': 0 is out of range 1-31"
-        );
-        assert_eq!(
-            error(&[("month", "13")]),
-            "cron field 'month': 13 is out of range 1-12"
-        );
-        assert_eq!(
-            error(&[("week", "54")]),
-            "cron field 'week': 54 is out of range 1-53"
-        );
-        assert_eq!(
-            error(&[("day_of_week", "7")]),
-            "cron field 'day_of_week': 7 is out of range 0-6"
-        );
-        assert_eq!(
-            error(&[("year", "1969")]),
-            "cron field 'year': 1969 is out of range 1970-9999"
-        );
-        assert_eq!(
-            error(&[("hour", "20-24")]),
-            "cron field 'hour': 24 is out of range 0-23"
-        );
+        assert_eq!(error(&[("day", "0")]), "cron field 'day': 0 is out of range 1-31");
+        assert_eq!(error(&[("month", "13")]), "cron field 'month': 13 is out of range 1-12");
+        assert_eq!(error(&[("week", "54")]), "cron field 'week': 54 is out of range 1-53");
+        assert_eq!(error(&[("day_of_week", "7")]), "cron field 'day_of_week': 7 is out of range 0-6");
+        assert_eq!(error(&[("year", "1969")]), "cron field 'year': 1969 is out of range 1970-9999");
+        assert_eq!(error(&[("hour", "20-24")]), "cron field 'hour': 24 is out of range 0-23");
     }
 
     #[test]
@@ -1377,7 +1121,8 @@ mod tests {
 
     #[test]
     fn malformed_expressions_are_rejected() {
-        let hour_help = "hour takes an hour 0-23, '*', '*/n', 'a-b', 'a-b/n', or a comma-separated list of these";
+        let hour_help =
+            "hour takes an hour 0-23, '*', '*/n', 'a-b', 'a-b/n', or a comma-separated list of these";
         assert_eq!(
             error(&[("hour", "1-")]),
             format!("cron field 'hour': '1-' is not a valid expression; {hour_help}")
@@ -1441,10 +1186,7 @@ mod tests {
 
     #[test]
     fn zero_and_oversized_steps_are_rejected() {
-        assert_eq!(
-            error(&[("minute", "*/0")]),
-            "cron field 'minute': step 0 in '*/0' must be at least 1"
-        );
+        assert_eq!(error(&[("minute", "*/0")]), "cron field 'minute': step 0 in '*/0' must be at least 1");
         assert_eq!(
             error(&[("minute", "1-5/0")]),
             "cron field 'minute': step 0 in '1-5/0' must be at least 1"
@@ -1486,11 +1228,7 @@ mod tests {
         assert!(!weekdays.matches(at("2026-11-22 09:00:00")));
         assert!(!weekdays.matches(at("2026-11-23 09:00:01")));
         assert_eq!(
-            scan_first_match(
-                &weekdays,
-                at("2026-11-21 00:00:00"),
-                at("2026-12-01 00:00:00")
-            ),
+            scan_first_match(&weekdays, at("2026-11-21 00:00:00"), at("2026-12-01 00:00:00")),
             Some(at("2026-11-23 09:00:00"))
         );
     }
@@ -1525,9 +1263,7 @@ mod tests {
     }
 
     fn field_expr(item: BoxedStrategy<String>) -> BoxedStrategy<String> {
-        prop::collection::vec(item, 1..=3)
-            .prop_map(|items| items.join(","))
-            .boxed()
+        prop::collection::vec(item, 1..=3).prop_map(|items| items.join(",")).boxed()
     }
 
     fn day_item() -> BoxedStrategy<String> {
@@ -1551,28 +1287,22 @@ mod tests {
             prop::option::weighted(0.5, field_expr(field_item(0, 59, &[], 59))),
             prop::option::weighted(0.5, field_expr(field_item(0, 59, &[], 59))),
         )
-            .prop_map(
-                |(year, month, day, week, day_of_week, hour, minute, second)| FieldExprs {
-                    year,
-                    month,
-                    day,
-                    week,
-                    day_of_week,
-                    hour,
-                    minute,
-                    second,
-                },
-            )
+            .prop_map(|(year, month, day, week, day_of_week, hour, minute, second)| FieldExprs {
+                year,
+                month,
+                day,
+                week,
+                day_of_week,
+                hour,
+                minute,
+                second,
+            })
     }
 
     fn any_start() -> impl Strategy<Value = NaiveDateTime> {
-        (
-            0i64..20 * 366 * 86_400,
-            prop_oneof![Just(0i64), 1i64..1_000_000_000],
-        )
-            .prop_map(|(secs, nanos)| {
-                at("2020-01-01 00:00:00") + TimeDelta::seconds(secs) + TimeDelta::nanoseconds(nanos)
-            })
+        (0i64..20 * 366 * 86_400, prop_oneof![Just(0i64), 1i64..1_000_000_000]).prop_map(|(secs, nanos)| {
+            at("2020-01-01 00:00:00") + TimeDelta::seconds(secs) + TimeDelta::nanoseconds(nanos)
+        })
     }
 
     /// How far the brute-force scan looks (about eleven years).
@@ -1624,16 +1354,8 @@ mod tests {
         // Guards the checker itself: a start just before midnight goes on to the next day.
         let midnight = cron(&[("hour", "0")]);
         assert_eq!(
-            scan_first_match(
-                &midnight,
-                at("2026-01-01 23:59:59.5"),
-                at("2026-01-03 00:00:00")
-            ),
-            Some(
-                NaiveDate::from_ymd_opt(2026, 1, 2)
-                    .expect("date")
-                    .and_time(NaiveTime::MIN)
-            )
+            scan_first_match(&midnight, at("2026-01-01 23:59:59.5"), at("2026-01-03 00:00:00")),
+            Some(NaiveDate::from_ymd_opt(2026, 1, 2).expect("date").and_time(NaiveTime::MIN))
         );
     }
 }

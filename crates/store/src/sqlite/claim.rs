@@ -16,7 +16,9 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{Sqlite, Transaction};
 use uuid::Uuid;
 
-use super::codec::{db_err, from_ms, get, hex, hex_array, ms, parse_json, parse_policies, parse_trigger, u32_col};
+use super::codec::{
+    db_err, from_ms, get, hex, hex_array, ms, parse_json, parse_policies, parse_trigger, u32_col,
+};
 use super::{LEASE_TTL, SqliteStore};
 use crate::{ClaimBatch, Dispatch, StoreError, StoreResult};
 
@@ -83,7 +85,12 @@ fn encode_err(e: serde_json::Error) -> StoreError {
     StoreError::Backend { context: "cannot encode a claim".to_string(), source: Box::new(e) }
 }
 
-pub(super) async fn claim_due(store: &SqliteStore, node: &str, now: Timestamp, limit: usize) -> StoreResult<ClaimBatch> {
+pub(super) async fn claim_due(
+    store: &SqliteStore,
+    node: &str,
+    now: Timestamp,
+    limit: usize,
+) -> StoreResult<ClaimBatch> {
     let ctx = "cannot claim due schedules";
     let mut batch = ClaimBatch::default();
     if limit == 0 {
@@ -292,7 +299,8 @@ async fn active_counts(
     tx: &mut Transaction<'static, Sqlite>,
     due: &[Due],
 ) -> StoreResult<HashMap<ScheduleId, (u32, u32)>> {
-    let ids: Vec<&ScheduleId> = due.iter().filter(|d| d.policies.overlap != OverlapPolicy::Allow).map(|d| &d.id).collect();
+    let ids: Vec<&ScheduleId> =
+        due.iter().filter(|d| d.policies.overlap != OverlapPolicy::Allow).map(|d| &d.id).collect();
     let mut counts = HashMap::new();
     if ids.is_empty() {
         return Ok(counts);

@@ -138,7 +138,9 @@ pub(super) async fn update(store: &SqliteStore, s: &Schedule) -> StoreResult<()>
     .execute(&mut *tx)
     .await;
     match done {
-        Ok(r) if r.rows_affected() == 0 => Err(StoreError::NotFound { kind: "schedule", id: s.id.to_string() }),
+        Ok(r) if r.rows_affected() == 0 => {
+            Err(StoreError::NotFound { kind: "schedule", id: s.id.to_string() })
+        }
         Ok(_) => tx.commit().await.map_err(db_err(ctx)),
         Err(e) if is_unique_violation(&e, "schedules.name") => Err(StoreError::DuplicateName(s.name.clone())),
         Err(e) => Err(db_err(ctx)(e)),
