@@ -56,9 +56,7 @@ fn main() -> Res<()> {
     let a = args()?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match a.mode.as_str() {
-        "throughput" => {
-            rt.block_on(throughput(a.schedules.clamp(1, 10_000_000), a.period.max(1), a.seconds))
-        }
+        "throughput" => rt.block_on(throughput(a.schedules.clamp(1, 10_000_000), a.period.max(1), a.seconds)),
         "startup" => rt.block_on(startup(a.schedules.max(1), a.db)),
         "startup-child" => rt.block_on(startup_child(a.db.ok_or("--db")?)),
         "" => {
