@@ -56,7 +56,9 @@ fn main() -> Res<()> {
     let a = args()?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match a.mode.as_str() {
-        "throughput" => rt.block_on(throughput(a.schedules.clamp(1, 10_000_000), a.period.max(1), a.seconds)),
+        "throughput" => {
+            rt.block_on(throughput(a.schedules.clamp(1, 10_000_000), a.period.max(1), a.seconds, a.db))
+        }
         "startup" => rt.block_on(startup(a.schedules.max(1), a.db)),
         "startup-child" => rt.block_on(startup_child(a.db.ok_or("--db")?)),
         "" => {
@@ -123,9 +125,12 @@ fn memory() -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
-async fn throughput(n: usize, period_s: u64, seconds: u64) -> Res<()> {
+async fn throughput(n: usize, period_s: u64, seconds: u64, db: Option<PathBuf>) -> Res<()> {
     let dir = tempfile::tempdir()?;
-    let path = dir.path().join("bench.db");
+    let path = db.unwrap_or_else(|| dir.path().join("bench.db"));
+    if path.exists() {
+        return Err(format!("{} exists: the throughput bench needs a new file", path.display()).into());
+    }
     let period = Duration::from_secs(period_s);
     let now = SystemClock.now();
     let first = now + TimeDelta::seconds(10);

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use schedulezero_core::Timestamp;
+use schedulezero_core::policy::OverlapPolicy;
 use schedulezero_core::run::{Attempt, AttemptOutcome, NextStep, RunId, after_attempt};
 use schedulezero_store::{AttemptEnd, AttemptStart, Dispatch};
 use serde_json::Value;
@@ -367,6 +368,7 @@ impl CallTask {
             end: AttemptEnd { attempt, next },
             schedule_id: run.schedule_id,
             scheduled_for: run.scheduled_for,
+            may_release_queued: policies.overlap == OverlapPolicy::QueueOne,
         });
         if let Some(tx) = self.item.report {
             let _ = tx.send(AttemptReport {

@@ -21,6 +21,9 @@ pub(crate) struct Ended {
     pub end: AttemptEnd,
     pub schedule_id: Option<ScheduleId>,
     pub scheduled_for: Timestamp,
+    /// Its schedule may have a run queued behind this one (overlap `queue_one`), which this
+    /// run's end makes due.
+    pub may_release_queued: bool,
 }
 
 pub(crate) enum Msg {
@@ -96,10 +99,14 @@ async fn commit(shared: &Shared, batch: &[Ended]) {
 }
 
 fn announce(shared: &Shared, batch: &[Ended]) {
+    // The scheduler must look again when a retry or a released queued run may be due before its
+    // planned wake-up; otherwise it is left alone (a wake-up costs a claim transaction).
+    let mut wake = false;
     for e in batch {
         let run_id: RunId = e.end.attempt.run_id;
         match e.end.next {
             NextStep::Retry { at } => {
+                wake = true;
                 shared.events.publish(Event::RunRetrying {
                     run_id,
                     schedule_id: e.schedule_id,
@@ -107,17 +114,20 @@ fn announce(shared: &Shared, batch: &[Ended]) {
                     retry_at: at,
                 });
             }
-            NextStep::Finish(state) => shared.events.publish(Event::RunFinished {
-                run_id,
-                schedule_id: e.schedule_id,
-                state,
-                attempt: e.end.attempt.number,
-                scheduled_for: e.scheduled_for,
-                finished_at: e.end.attempt.finished_at,
-            }),
+            NextStep::Finish(state) => {
+                wake |= e.may_release_queued;
+                shared.events.publish(Event::RunFinished {
+                    run_id,
+                    schedule_id: e.schedule_id,
+                    state,
+                    attempt: e.end.attempt.number,
+                    scheduled_for: e.scheduled_for,
+                    finished_at: e.end.attempt.finished_at,
+                });
+            }
         }
     }
-    // A retry, or a queued run released by a finished one, may be due before the scheduler's
-    // planned wake-up.
-    shared.wake_scheduler();
+    if wake {
+        shared.wake_scheduler();
+    }
 }
