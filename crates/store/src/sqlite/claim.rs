@@ -301,7 +301,7 @@ async fn active_counts(
         "SELECT schedule_id, \
                 sum(NOT (state = 'pending' AND dispatch_at IS NULL)), \
                 sum(state = 'pending' AND dispatch_at IS NULL) \
-         FROM runs \
+         FROM runs INDEXED BY runs_active \
          WHERE schedule_id IN (SELECT unhex(value) FROM json_each(?1)) \
            AND state IN ('pending', 'running', 'retrying') \
          GROUP BY schedule_id",
@@ -327,7 +327,7 @@ async fn replace_active(
 ) -> StoreResult<Vec<RunId>> {
     let ctx = "cannot cancel replaced runs";
     let active: Vec<RunId> = sqlx::query_scalar(
-        "SELECT id FROM runs \
+        "SELECT id FROM runs INDEXED BY runs_active \
          WHERE schedule_id IN (SELECT unhex(value) FROM json_each(?1)) \
            AND state IN ('pending', 'running', 'retrying') \
            AND NOT (state = 'pending' AND dispatch_at IS NULL)",
@@ -342,7 +342,7 @@ async fn replace_active(
             "UPDATE runs SET state = 'cancelled', finished_at = ?2, \
                  error = 'cancelled: replaced by a newer run of its schedule', \
                  lease_owner = NULL, lease_expires_at = NULL \
-             WHERE id IN (SELECT unhex(value) FROM json_each(?1)) AND state IN ('pending', 'retrying')",
+             WHERE id IN (SELECT unhex(value) FROM json_each(?1)) AND +state IN ('pending', 'retrying')",
         )
         .bind(hex_array(&cancel))
         .bind(ms(now))

@@ -36,7 +36,7 @@ pub(super) async fn next_wake(store: &SqliteStore) -> StoreResult<Option<Timesta
     .map_err(db_err(ctx))?;
     // The first run waiting with no lease on it …
     let unleased: Option<i64> = sqlx::query_scalar(
-        "SELECT dispatch_at FROM runs \
+        "SELECT dispatch_at FROM runs INDEXED BY runs_due \
          WHERE state IN ('pending', 'retrying') AND dispatch_at IS NOT NULL AND lease_expires_at IS NULL \
          ORDER BY dispatch_at LIMIT 1",
     )
@@ -45,7 +45,7 @@ pub(super) async fn next_wake(store: &SqliteStore) -> StoreResult<Option<Timesta
     .map_err(db_err(ctx))?;
     // … and, before it, leased ones that come back when their lease runs out.
     let lease: Option<i64> = sqlx::query_scalar(
-        "SELECT min(lease_expires_at) FROM runs \
+        "SELECT min(lease_expires_at) FROM runs INDEXED BY runs_due \
          WHERE state IN ('pending', 'retrying') AND dispatch_at IS NOT NULL AND lease_expires_at IS NOT NULL \
            AND dispatch_at <= ?1",
     )
@@ -95,7 +95,7 @@ pub(super) async fn lease_due(store: &SqliteStore, node: &str, now: Timestamp, l
     let mut tx = store.write(ctx).await?;
     let rows = sqlx::query(AssertSqlSafe(format!(
         "UPDATE runs SET lease_owner = ?1, lease_expires_at = ?2 \
-         WHERE rowid IN (SELECT rowid FROM runs \
+         WHERE rowid IN (SELECT rowid FROM runs INDEXED BY runs_due \
              WHERE state IN ('pending', 'retrying') AND dispatch_at IS NOT NULL AND dispatch_at <= ?3 \
                AND (lease_expires_at IS NULL OR lease_expires_at <= ?3) \
              ORDER BY dispatch_at LIMIT ?4) \
@@ -123,7 +123,7 @@ pub(super) async fn release(store: &SqliteStore, runs: &[RunId]) -> StoreResult<
     let mut tx = store.write(ctx).await?;
     sqlx::query(
         "UPDATE runs SET lease_owner = NULL, lease_expires_at = NULL \
-         WHERE id IN (SELECT unhex(value) FROM json_each(?1)) AND state IN ('pending', 'retrying')",
+         WHERE id IN (SELECT unhex(value) FROM json_each(?1)) AND +state IN ('pending', 'retrying')",
     )
     .bind(hex_array(runs))
     .execute(&mut *tx)
@@ -145,7 +145,7 @@ pub(super) async fn start_attempts(store: &SqliteStore, starts: &[AttemptStart])
         "UPDATE runs SET state = 'running', attempt = j.value->>1, attempt_started_at = j.value->>2, \
              started_at = coalesce(started_at, j.value->>2) \
          FROM json_each(?1) AS j \
-         WHERE runs.id = unhex(j.value->>0) AND runs.state IN ('pending', 'retrying')",
+         WHERE runs.id = unhex(j.value->>0) AND +runs.state IN ('pending', 'retrying')",
     )
     .bind(json)
     .execute(&mut *tx)
@@ -217,7 +217,7 @@ async fn record_in(tx: &mut Transaction<'static, Sqlite>, ends: &[AttemptEnd], n
              attempt = max(attempt, j.value->>3), finished_at = j.value->>4, \
              result = j.value->>5, error = j.value->>6, lease_owner = NULL, lease_expires_at = NULL \
          FROM json_each(?1) AS j \
-         WHERE runs.id = unhex(j.value->>0) AND runs.state IN ('pending', 'running', 'retrying')",
+         WHERE runs.id = unhex(j.value->>0) AND +runs.state IN ('pending', 'running', 'retrying')",
     )
     .bind(json)
     .execute(&mut **tx)
@@ -233,7 +233,8 @@ async fn release_queued(tx: &mut Transaction<'static, Sqlite>, ended: &[RunId], 
         return Ok(());
     }
     let ctx = "cannot release queued runs";
-    let any: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM runs WHERE state = 'pending' AND dispatch_at IS NULL)")
+    let any: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM runs INDEXED BY runs_queued \
+         WHERE state = 'pending' AND dispatch_at IS NULL)")
         .fetch_one(&mut **tx)
         .await
         .map_err(db_err(ctx))?;
@@ -241,11 +242,12 @@ async fn release_queued(tx: &mut Transaction<'static, Sqlite>, ended: &[RunId], 
         return Ok(());
     }
     sqlx::query(
-        "UPDATE runs SET dispatch_at = ?2 \
+        "UPDATE runs INDEXED BY runs_queued SET dispatch_at = ?2 \
          WHERE state = 'pending' AND dispatch_at IS NULL \
            AND schedule_id IN (SELECT r.schedule_id FROM runs r \
                                WHERE r.id IN (SELECT unhex(value) FROM json_each(?1))) \
            AND NOT EXISTS (SELECT 1 FROM runs a \
+                           INDEXED BY runs_active \
                            WHERE a.schedule_id = runs.schedule_id \
                              AND a.state IN ('pending', 'running', 'retrying') \
                              AND NOT (a.state = 'pending' AND a.dispatch_at IS NULL))",
@@ -323,7 +325,7 @@ pub(super) async fn recover(store: &SqliteStore, now: Timestamp) -> StoreResult<
     recovery.interrupted = ends.len();
     record_in(&mut tx, &ends, now).await?;
     let released = sqlx::query(
-        "UPDATE runs SET lease_owner = NULL, lease_expires_at = NULL \
+        "UPDATE runs INDEXED BY runs_due SET lease_owner = NULL, lease_expires_at = NULL \
          WHERE state IN ('pending', 'retrying') AND dispatch_at IS NOT NULL AND lease_expires_at IS NOT NULL",
     )
     .execute(&mut *tx)
