@@ -50,6 +50,14 @@ fn schedules(n: usize, period_s: i64) -> Vec<Schedule> {
         .collect()
 }
 
+/// CPU time (user + system) this process has used so far, from /proc (Linux only).
+fn cpu_time() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
+}
+
 fn rate(n: usize, d: Duration) -> String {
     format!("{:>9.0}/s", n as f64 / d.as_secs_f64().max(1e-9))
 }
@@ -105,6 +113,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut now = t0();
     let end = t0() + TimeDelta::seconds(seconds);
     let wall = Instant::now();
+    let cpu_start = cpu_time();
     while now < end {
         loop {
             let t = Instant::now();
@@ -148,11 +157,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         now += step;
     }
     let wall = wall.elapsed();
+    let cpu = cpu_time().zip(cpu_start).map(|(b, a)| b.saturating_sub(a));
     println!("{fires} fires in batches of up to {batch} over {seconds} virtual seconds:");
     println!("  claim   {claim_t:>10.2?}  {}", rate(fires, claim_t));
     println!("  start   {start_t:>10.2?}  {}", rate(fires, start_t));
     println!("  record  {record_t:>10.2?}  {}", rate(fires, record_t));
     println!("  overall {wall:>10.2?}  {}  (claim + start + record per fire)", rate(fires, wall));
+    if let Some(cpu) = cpu {
+        println!("  cpu     {cpu:>10.2?}  {}  (process CPU time, all threads; the machine may be shared)", rate(fires, cpu));
+    }
     println!("file size: {} MiB", std::fs::metadata(&path)?.len() / (1 << 20));
-    Ok(())
+        Ok(())
 }

@@ -144,7 +144,7 @@ pub(super) async fn start_attempts(store: &SqliteStore, starts: &[AttemptStart])
     sqlx::query(
         "UPDATE runs SET state = 'running', attempt = j.value->>1, attempt_started_at = j.value->>2, \
              started_at = coalesce(started_at, j.value->>2) \
-         FROM json_each(?1) AS j \
+         FROM jsonb_each(?1) AS j \
          WHERE runs.id = unhex(j.value->>0) AND +runs.state IN ('pending', 'retrying')",
     )
     .bind(json)
@@ -204,7 +204,7 @@ async fn record_in(tx: &mut Transaction<'static, Sqlite>, ends: &[AttemptEnd], n
     sqlx::query(
         "INSERT INTO attempts (run_id, number, instance, started_at, finished_at, outcome, result, error) \
          SELECT unhex(value->>0), value->>1, value->>2, value->>3, value->>4, value->>5, value->>6, value->>7 \
-         FROM json_each(?1) WHERE true \
+         FROM jsonb_each(?1) WHERE true \
          ON CONFLICT (run_id, number) DO NOTHING",
     )
     .bind(json)
@@ -216,7 +216,7 @@ async fn record_in(tx: &mut Transaction<'static, Sqlite>, ends: &[AttemptEnd], n
         "UPDATE runs SET state = j.value->>1, dispatch_at = coalesce(j.value->>2, dispatch_at), \
              attempt = max(attempt, j.value->>3), finished_at = j.value->>4, \
              result = j.value->>5, error = j.value->>6, lease_owner = NULL, lease_expires_at = NULL \
-         FROM json_each(?1) AS j \
+         FROM jsonb_each(?1) AS j \
          WHERE runs.id = unhex(j.value->>0) AND +runs.state IN ('pending', 'running', 'retrying')",
     )
     .bind(json)
