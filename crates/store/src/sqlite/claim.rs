@@ -184,13 +184,17 @@ fn encode_err(e: serde_json::Error) -> StoreError {
     StoreError::Backend { context: "cannot encode a claim".to_string(), source: Box::new(e) }
 }
 
+pub static PROF: [std::sync::atomic::AtomicU64; 8] = [const { std::sync::atomic::AtomicU64::new(0) }; 8];
+fn prof(i: usize, t: &mut std::time::Instant) { PROF[i].fetch_add(t.elapsed().as_micros() as u64, std::sync::atomic::Ordering::Relaxed); *t = std::time::Instant::now(); }
 pub(super) async fn claim_due(store: &SqliteStore, node: &str, now: Timestamp, limit: usize) -> StoreResult<ClaimBatch> {
     let ctx = "cannot claim due schedules";
     let mut batch = ClaimBatch::default();
     if limit == 0 {
         return Ok(batch);
     }
+    let mut pt = std::time::Instant::now();
     let mut tx = store.write(ctx).await?;
+    prof(0, &mut pt);
     let (due, broken) = read_due(store, &mut tx, now, limit).await?;
     batch.schedules = due.len() + broken.len();
     if batch.schedules == 0 {
@@ -208,7 +212,9 @@ pub(super) async fn claim_due(store: &SqliteStore, node: &str, now: Timestamp, l
         .map_err(db_err(ctx))?;
     }
 
+    prof(1, &mut pt);
     let counts = active_counts(&mut tx, &due).await?;
+    prof(2, &mut pt);
 
     // Plan every schedule.
     let lease_until = ms(now + LEASE_TTL);
@@ -285,6 +291,7 @@ pub(super) async fn claim_due(store: &SqliteStore, node: &str, now: Timestamp, l
         }
     }
 
+    prof(3, &mut pt);
     // Insert the runs; a slot already claimed (by any node, ever) is left alone.
     let planned_rows = rows.len();
     let mut inserted_rows = 0;
@@ -322,6 +329,7 @@ pub(super) async fn claim_due(store: &SqliteStore, node: &str, now: Timestamp, l
     };
     let was_inserted = |id: &RunId| inserted.as_ref().is_none_or(|set| set.contains(id));
     drop(rows);
+    prof(4, &mut pt);
 
     // Move each schedule on; an exhausted one is finished (and frees its name).
     let json = serde_json::to_string(&next_fires).map_err(encode_err)?;
@@ -337,12 +345,14 @@ pub(super) async fn claim_due(store: &SqliteStore, node: &str, now: Timestamp, l
     .await
     .map_err(db_err(ctx))?;
 
+    prof(5, &mut pt);
     if !replace.is_empty() {
         let new: HashSet<RunId> = planned.iter().map(|p| p.id).collect();
         batch.cancel = replace_active(&mut tx, &replace, &new, now).await?;
     }
 
     tx.commit().await.map_err(db_err(ctx))?;
+    prof(6, &mut pt);
 
     for p in planned {
         if !was_inserted(&p.id) {
@@ -377,6 +387,7 @@ pub(super) async fn claim_due(store: &SqliteStore, node: &str, now: Timestamp, l
             policies: d.def.policies,
         });
     }
+    prof(7, &mut pt);
     Ok(batch)
 }
 
