@@ -85,7 +85,6 @@ async fn bulk(n: usize) -> Result<(), Box<dyn std::error::Error>> {
     let wake = store.next_wake().await?;
     println!("reopen: {opened:.2?}; next_wake {wake:?} in {:.2?}", t.elapsed());
     println!("file size: {} MiB", std::fs::metadata(&path)?.len() / (1 << 20));
-    for (i, p) in schedulezero_store::sqlite::claim::PROF.iter().enumerate() { println!("prof {i}: {} ms", p.load(std::sync::atomic::Ordering::Relaxed) / 1000); }
     Ok(())
 }
 

@@ -16,7 +16,7 @@
 //! never wait for the writer). Hot paths are set-based: one statement per batch, its rows passed
 //! as one JSON array parameter read with `json_each`.
 
-pub mod claim;
+mod claim;
 mod codec;
 mod handlers;
 mod open;

@@ -9,7 +9,7 @@ use schedulezero_core::Timestamp;
 use schedulezero_core::plan::{DueSchedule, SlotFate, plan_fires};
 use schedulezero_core::policy::{OverlapPolicy, Policies};
 use schedulezero_core::run::{Run, RunId, RunState};
-use schedulezero_core::schedule::{ScheduleId, Target};
+use schedulezero_core::schedule::{Schedule, ScheduleId, ScheduleState, Target};
 use schedulezero_core::trigger::Trigger;
 use serde::Serialize;
 use serde_json::Value;
@@ -55,6 +55,31 @@ impl ScheduleCache {
             map.clear();
         }
         map.insert(id, parsed);
+    }
+
+    /// Remembers a schedule this node just wrote (while there is room), so its first claim
+    /// need not parse it.
+    pub(super) fn remember(&self, s: &Schedule, revision: i64, params_text: String) {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        if s.state != ScheduleState::Active {
+            map.remove(&s.id);
+            return;
+        }
+        if map.len() >= CACHE_CAP && !map.contains_key(&s.id) {
+            return;
+        }
+        map.insert(
+            s.id,
+            Arc::new(Parsed {
+                revision,
+                trigger: s.trigger.clone(),
+                policies: s.policies,
+                handler_id: s.target.handler_id.clone(),
+                method: s.target.method.clone(),
+                params_text,
+                params: s.target.params.clone(),
+            }),
+        );
     }
 
     pub(super) fn forget(&self, id: &ScheduleId) {
@@ -184,17 +209,13 @@ fn encode_err(e: serde_json::Error) -> StoreError {
     StoreError::Backend { context: "cannot encode a claim".to_string(), source: Box::new(e) }
 }
 
-pub static PROF: [std::sync::atomic::AtomicU64; 8] = [const { std::sync::atomic::AtomicU64::new(0) }; 8];
-fn prof(i: usize, t: &mut std::time::Instant) { PROF[i].fetch_add(t.elapsed().as_micros() as u64, std::sync::atomic::Ordering::Relaxed); *t = std::time::Instant::now(); }
 pub(super) async fn claim_due(store: &SqliteStore, node: &str, now: Timestamp, limit: usize) -> StoreResult<ClaimBatch> {
     let ctx = "cannot claim due schedules";
     let mut batch = ClaimBatch::default();
     if limit == 0 {
         return Ok(batch);
     }
-    let mut pt = std::time::Instant::now();
     let mut tx = store.write(ctx).await?;
-    prof(0, &mut pt);
     let (due, broken) = read_due(store, &mut tx, now, limit).await?;
     batch.schedules = due.len() + broken.len();
     if batch.schedules == 0 {
@@ -212,9 +233,7 @@ pub(super) async fn claim_due(store: &SqliteStore, node: &str, now: Timestamp, l
         .map_err(db_err(ctx))?;
     }
 
-    prof(1, &mut pt);
     let counts = active_counts(&mut tx, &due).await?;
-    prof(2, &mut pt);
 
     // Plan every schedule.
     let lease_until = ms(now + LEASE_TTL);
@@ -291,7 +310,6 @@ pub(super) async fn claim_due(store: &SqliteStore, node: &str, now: Timestamp, l
         }
     }
 
-    prof(3, &mut pt);
     // Insert the runs; a slot already claimed (by any node, ever) is left alone.
     let planned_rows = rows.len();
     let mut inserted_rows = 0;
@@ -329,7 +347,6 @@ pub(super) async fn claim_due(store: &SqliteStore, node: &str, now: Timestamp, l
     };
     let was_inserted = |id: &RunId| inserted.as_ref().is_none_or(|set| set.contains(id));
     drop(rows);
-    prof(4, &mut pt);
 
     // Move each schedule on; an exhausted one is finished (and frees its name).
     let json = serde_json::to_string(&next_fires).map_err(encode_err)?;
@@ -345,14 +362,12 @@ pub(super) async fn claim_due(store: &SqliteStore, node: &str, now: Timestamp, l
     .await
     .map_err(db_err(ctx))?;
 
-    prof(5, &mut pt);
     if !replace.is_empty() {
         let new: HashSet<RunId> = planned.iter().map(|p| p.id).collect();
         batch.cancel = replace_active(&mut tx, &replace, &new, now).await?;
     }
 
     tx.commit().await.map_err(db_err(ctx))?;
-    prof(6, &mut pt);
 
     for p in planned {
         if !was_inserted(&p.id) {
@@ -387,7 +402,6 @@ pub(super) async fn claim_due(store: &SqliteStore, node: &str, now: Timestamp, l
             policies: d.def.policies,
         });
     }
-    prof(7, &mut pt);
     Ok(batch)
 }
 

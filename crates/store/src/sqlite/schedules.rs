@@ -71,8 +71,10 @@ pub(super) async fn insert_bulk(store: &SqliteStore, schedules: &[Schedule]) -> 
         }
     }
     let mut tx = store.write(ctx).await?;
+    let mut written = Vec::with_capacity(schedules.len());
     for chunk in schedules.chunks(INSERT_CHUNK) {
         let rows: Vec<ScheduleRow<'_>> = chunk.iter().map(row_of).collect();
+        written.extend(rows.iter().map(|r| (r.11, r.5.clone())));
         let json = serde_json::to_string(&rows).map_err(encode_err)?;
         let done = sqlx::query(
             "INSERT INTO schedules (id, name, trigger, handler_id, method, params, policies, state, \
@@ -103,7 +105,11 @@ pub(super) async fn insert_bulk(store: &SqliteStore, schedules: &[Schedule]) -> 
             Err(e) => return Err(db_err(ctx)(e)),
         }
     }
-    tx.commit().await.map_err(db_err(ctx))
+    tx.commit().await.map_err(db_err(ctx))?;
+    for (s, (revision, params_text)) in schedules.iter().zip(written) {
+        store.cache.remember(s, revision, params_text);
+    }
+    Ok(())
 }
 
 pub(super) async fn get(store: &SqliteStore, id: ScheduleId) -> StoreResult<Option<Schedule>> {
@@ -129,26 +135,31 @@ pub(super) async fn find(store: &SqliteStore, name: &str) -> StoreResult<Option<
 pub(super) async fn update(store: &SqliteStore, s: &Schedule) -> StoreResult<()> {
     let ctx = "cannot update a schedule";
     let mut tx = store.write(ctx).await?;
-    let done = sqlx::query(
+    let params_text = s.target.params.to_string();
+    let done: Result<Option<i64>, sqlx::Error> = sqlx::query_scalar(
         "UPDATE schedules SET name = ?2, trigger = ?3, handler_id = ?4, method = ?5, params = ?6, \
              policies = ?7, state = ?8, next_fire_at = ?9, updated_at = ?10, revision = revision + 1 \
-         WHERE id = ?1",
+         WHERE id = ?1 RETURNING revision",
     )
     .bind(s.id)
     .bind(&s.name)
     .bind(s.trigger.to_json().to_string())
     .bind(&s.target.handler_id)
     .bind(&s.target.method)
-    .bind(s.target.params.to_string())
+    .bind(&params_text)
     .bind(s.policies.to_json().to_string())
     .bind(s.state.as_str())
     .bind(opt_ms(s.next_fire_at))
     .bind(ms(s.updated_at))
-    .execute(&mut *tx)
+    .fetch_optional(&mut *tx)
     .await;
     match done {
-        Ok(r) if r.rows_affected() == 0 => Err(StoreError::NotFound { kind: "schedule", id: s.id.to_string() }),
-        Ok(_) => tx.commit().await.map_err(db_err(ctx)),
+        Ok(None) => Err(StoreError::NotFound { kind: "schedule", id: s.id.to_string() }),
+        Ok(Some(revision)) => {
+            tx.commit().await.map_err(db_err(ctx))?;
+            store.cache.remember(s, revision, params_text);
+            Ok(())
+        }
         Err(e) if is_unique_violation(&e, "schedules.name") => Err(StoreError::DuplicateName(s.name.clone())),
         Err(e) => Err(db_err(ctx)(e)),
     }
