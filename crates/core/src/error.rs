@@ -20,20 +20,12 @@ pub struct TriggerError {
 impl TriggerError {
     /// An error about a key of the trigger object.
     pub fn key(field: &str, message: impl Into<String>) -> Self {
-        Self {
-            location: format!("trigger key '{field}'"),
-            field: field.to_string(),
-            message: message.into(),
-        }
+        Self { location: format!("trigger key '{field}'"), field: field.to_string(), message: message.into() }
     }
 
     /// An error about one field of an APScheduler-style cron trigger.
     pub fn cron_field(field: &str, message: impl Into<String>) -> Self {
-        Self {
-            location: format!("cron field '{field}'"),
-            field: field.to_string(),
-            message: message.into(),
-        }
+        Self { location: format!("cron field '{field}'"), field: field.to_string(), message: message.into() }
     }
 
     /// An error about a crontab expression.

@@ -70,9 +70,7 @@ pub fn plan_fires(due: &DueSchedule<'_>, now: Timestamp) -> FirePlan {
     let runs_from = match due.policies.misfire {
         MisfirePolicy::Coalesce => n.saturating_sub(1),
         MisfirePolicy::RunAll { max } => n.saturating_sub(max as usize),
-        MisfirePolicy::Skip { grace } => {
-            slots.iter().position(|s| now - *s <= grace).unwrap_or(n)
-        }
+        MisfirePolicy::Skip { grace } => slots.iter().position(|s| now - *s <= grace).unwrap_or(n),
     };
     let mut plan = Vec::with_capacity(n + 1);
     if let Some((first, count)) = folded {

@@ -141,11 +141,7 @@ impl Policies {
         }
         let p: Policies = serde_json::from_value(value.clone()).map_err(|e| {
             let msg = e.to_string();
-            let field = msg
-                .split('`')
-                .nth(1)
-                .map(str::to_string)
-                .unwrap_or_else(|| "policies".to_string());
+            let field = msg.split('`').nth(1).map(str::to_string).unwrap_or_else(|| "policies".to_string());
             PolicyError::new(field, msg)
         })?;
         p.validate()?;

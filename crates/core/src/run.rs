@@ -223,7 +223,10 @@ mod tests {
             after_attempt(AttemptOutcome::Failed, 1, 3, &r, now, 0),
             NextStep::Retry { at: now + chrono::TimeDelta::seconds(1) }
         );
-        assert_eq!(after_attempt(AttemptOutcome::Failed, 3, 3, &r, now, 0), NextStep::Finish(RunState::Failed));
+        assert_eq!(
+            after_attempt(AttemptOutcome::Failed, 3, 3, &r, now, 0),
+            NextStep::Finish(RunState::Failed)
+        );
         assert_eq!(
             after_attempt(AttemptOutcome::Interrupted, 3, 3, &r, now, 0),
             NextStep::Finish(RunState::Interrupted)

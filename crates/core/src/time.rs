@@ -4,7 +4,9 @@
 //! instant after the gap (02:30 → 03:00); in a repeated fall-back hour a schedule with a fixed hour
 //! fires on the first pass only, while wildcard or step hours fire on every real hour.
 
-use chrono::{DateTime, FixedOffset, LocalResult, NaiveDate, NaiveDateTime, Offset, TimeDelta, TimeZone, Utc};
+use chrono::{
+    DateTime, FixedOffset, LocalResult, NaiveDate, NaiveDateTime, Offset, TimeDelta, TimeZone, Utc,
+};
 use chrono_tz::Tz;
 
 use crate::Timestamp;
@@ -111,17 +113,14 @@ pub fn next_instant_after(
     mut next_local: impl FnMut(NaiveDateTime) -> Option<NaiveDateTime>,
 ) -> Option<Timestamp> {
     let local_after = after.with_timezone(&tz).naive_local();
-    // With both passes, a wall time already passed on the first pass can come again later, for
-    // up to the length of the fold after the transition. Look back only when a transition
-    // happened recently: the lookback enumerates every match in the window.
+    // With both passes, a wall time at or before `after`'s can still come again (its second
+    // pass) when a fold is near. Look back only then: the lookback enumerates every match in
+    // the window.
     let lookback = TimeDelta::hours(3);
     let recent_transition =
-        fold == FoldRule::BothPasses && offset_at(tz, after - lookback) != offset_at(tz, after);
-    let mut from = if recent_transition {
-        local_after - lookback
-    } else {
-        local_after + TimeDelta::milliseconds(1)
-    };
+        fold == FoldRule::BothPasses && offset_at(tz, after - lookback) != offset_at(tz, after + lookback);
+    let mut from =
+        if recent_transition { local_after - lookback } else { local_after + TimeDelta::milliseconds(1) };
     let mut best: Option<Timestamp> = None;
     // The earliest instant of each successive local match never decreases, so once a match's
     // earliest instant passes the best candidate, nothing later can beat it.
@@ -196,7 +195,7 @@ pub fn from_unix_seconds(field: &str, secs: f64) -> Result<Timestamp, TriggerErr
 
 /// Formats an instant as RFC 3339 with the offset in force in `tz` (what users read).
 pub fn format_in_zone(t: Timestamp, tz: Tz) -> String {
-    t.with_timezone(&tz).to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+    t.with_timezone(&tz).to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false)
 }
 
 #[cfg(test)]

@@ -164,7 +164,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("  record  {record_t:>10.2?}  {}", rate(fires, record_t));
     println!("  overall {wall:>10.2?}  {}  (claim + start + record per fire)", rate(fires, wall));
     if let Some(cpu) = cpu {
-        println!("  cpu     {cpu:>10.2?}  {}  (process CPU time, all threads; the machine may be shared)", rate(fires, cpu));
+        println!(
+            "  cpu     {cpu:>10.2?}  {}  (process CPU time, all threads; the machine may be shared)",
+            rate(fires, cpu)
+        );
     }
     println!("file size: {} MiB", std::fs::metadata(&path)?.len() / (1 << 20));
     Ok(())

@@ -206,7 +206,13 @@ async fn start(store: &Arc<dyn Store>, run: &Run, attempt: u32, now: Timestamp) 
     store.start_attempts(&[AttemptStart { run_id: run.id, attempt, started_at: now }]).await.expect("start");
 }
 
-fn ended(run: &Run, number: u32, outcome: AttemptOutcome, started: Timestamp, finished: Timestamp) -> Attempt {
+fn ended(
+    run: &Run,
+    number: u32,
+    outcome: AttemptOutcome,
+    started: Timestamp,
+    finished: Timestamp,
+) -> Attempt {
     Attempt {
         run_id: run.id,
         number,
@@ -215,7 +221,8 @@ fn ended(run: &Run, number: u32, outcome: AttemptOutcome, started: Timestamp, fi
         finished_at: finished,
         outcome,
         result: (outcome == AttemptOutcome::Succeeded).then(|| json!({"ok": number})),
-        error: (outcome != AttemptOutcome::Succeeded).then(|| format!("attempt {number} {}", outcome.as_str())),
+        error: (outcome != AttemptOutcome::Succeeded)
+            .then(|| format!("attempt {number} {}", outcome.as_str())),
     }
 }
 
@@ -337,7 +344,8 @@ pub async fn list_schedules_filters_and_pages(store: Arc<dyn Store>) {
     .into_iter()
     .enumerate()
     {
-        let mut s = Schedule::new(name, interval(10 + i as i64, t0(), 0), target(handler), Policies::default(), t0());
+        let mut s =
+            Schedule::new(name, interval(10 + i as i64, t0(), 0), target(handler), Policies::default(), t0());
         s.state = state;
         if state == ScheduleState::Finished {
             s.next_fire_at = None;
@@ -347,7 +355,9 @@ pub async fn list_schedules_filters_and_pages(store: Arc<dyn Store>) {
     }
     all.sort_by_key(|s| s.id);
     let names = |v: Vec<Schedule>| v.into_iter().map(|s| s.name).collect::<Vec<_>>();
-    let expect = |f: &dyn Fn(&Schedule) -> bool| all.iter().filter(|s| f(s)).map(|s| s.name.clone()).collect::<Vec<_>>();
+    let expect = |f: &dyn Fn(&Schedule) -> bool| {
+        all.iter().filter(|s| f(s)).map(|s| s.name.clone()).collect::<Vec<_>>()
+    };
 
     let live = store.list_schedules(&ScheduleFilter::default()).await.expect("list");
     assert_eq!(names(live), expect(&|s| s.state != ScheduleState::Finished));
@@ -372,7 +382,10 @@ pub async fn list_schedules_filters_and_pages(store: Arc<dyn Store>) {
         .expect("list");
     assert_eq!(names(mail), expect(&|s| s.target.handler_id == "mail" && s.state != ScheduleState::Finished));
     let report = store
-        .list_schedules(&ScheduleFilter { name_contains: Some("rEpOrT".to_string()), ..ScheduleFilter::default() })
+        .list_schedules(&ScheduleFilter {
+            name_contains: Some("rEpOrT".to_string()),
+            ..ScheduleFilter::default()
+        })
         .await
         .expect("list");
     assert_eq!(names(report), expect(&|s| s.name.to_lowercase().contains("report")));
@@ -383,7 +396,12 @@ pub async fn list_schedules_filters_and_pages(store: Arc<dyn Store>) {
     let mut after = None;
     loop {
         let page = store
-            .list_schedules(&ScheduleFilter { include_finished: true, after, limit: 2, ..ScheduleFilter::default() })
+            .list_schedules(&ScheduleFilter {
+                include_finished: true,
+                after,
+                limit: 2,
+                ..ScheduleFilter::default()
+            })
             .await
             .expect("page");
         assert!(page.len() <= 2);
@@ -449,7 +467,8 @@ pub async fn claim_inserts_one_run_per_slot_and_advances(store: Arc<dyn Store>) 
 }
 
 pub async fn claim_finishes_exhausted_schedule_and_frees_its_name(store: Arc<dyn Store>) {
-    let trigger = Trigger::parse(&json!({"type": "date", "run_date": at(5).to_rfc3339()}), &ctx()).expect("date");
+    let trigger =
+        Trigger::parse(&json!({"type": "date", "run_date": at(5).to_rfc3339()}), &ctx()).expect("date");
     let s = schedule("once", trigger, Policies::default());
     store.insert_schedule(&s).await.expect("insert");
     assert_eq!(store.next_wake().await.expect("wake"), Some(at(5)));
@@ -460,8 +479,14 @@ pub async fn claim_finishes_exhausted_schedule_and_frees_its_name(store: Arc<dyn
     assert_eq!(stored.state, ScheduleState::Finished);
     assert_eq!(stored.next_fire_at, None);
     assert_eq!(store.find_schedule("once").await.expect("find"), None);
-    store.insert_schedule(&schedule("once", interval(10, t0(), 0), Policies::default())).await.expect("name free");
-    assert_eq!(claim(&store, at(1000)).await.ready.iter().filter(|d| d.run.schedule_id == Some(s.id)).count(), 0);
+    store
+        .insert_schedule(&schedule("once", interval(10, t0(), 0), Policies::default()))
+        .await
+        .expect("name free");
+    assert_eq!(
+        claim(&store, at(1000)).await.ready.iter().filter(|d| d.run.schedule_id == Some(s.id)).count(),
+        0
+    );
 }
 
 pub async fn slot_claimed_once_is_not_claimed_after_moving_back(store: Arc<dyn Store>) {
@@ -490,9 +515,18 @@ pub async fn coalesce_after_gap_runs_latest_slot_and_records_missed(store: Arc<d
     let runs = runs_of(&store, &s).await;
     assert_eq!(
         states(&runs),
-        vec![RunState::Missed, RunState::Missed, RunState::Missed, RunState::Missed, RunState::Missed, RunState::Pending]
+        vec![
+            RunState::Missed,
+            RunState::Missed,
+            RunState::Missed,
+            RunState::Missed,
+            RunState::Missed,
+            RunState::Pending
+        ]
     );
-    assert!(runs[..5].iter().all(|r| r.slot_count == 1 && r.finished_at.is_some() && r.dispatch_at.is_none()));
+    assert!(
+        runs[..5].iter().all(|r| r.slot_count == 1 && r.finished_at.is_some() && r.dispatch_at.is_none())
+    );
     assert_eq!(store.get_schedule(s.id).await.expect("get").expect("exists").next_fire_at, Some(at(60)));
 }
 
@@ -514,7 +548,8 @@ pub async fn long_outage_folds_missed_slots_into_one_row(store: Arc<dyn Store>) 
 }
 
 pub async fn run_all_is_bounded(store: Arc<dyn Store>) {
-    let s = schedule("tick", interval(10, t0(), 0), policies(|p| p.misfire = MisfirePolicy::RunAll { max: 3 }));
+    let s =
+        schedule("tick", interval(10, t0(), 0), policies(|p| p.misfire = MisfirePolicy::RunAll { max: 3 }));
     store.insert_schedule(&s).await.expect("insert");
     let batch = claim(&store, at(55)).await;
     let mut ready: Vec<Timestamp> = batch.ready.iter().map(|d| d.run.scheduled_for).collect();
@@ -523,7 +558,14 @@ pub async fn run_all_is_bounded(store: Arc<dyn Store>) {
     let runs = runs_of(&store, &s).await;
     assert_eq!(
         states(&runs),
-        vec![RunState::Missed, RunState::Missed, RunState::Missed, RunState::Pending, RunState::Pending, RunState::Pending]
+        vec![
+            RunState::Missed,
+            RunState::Missed,
+            RunState::Missed,
+            RunState::Pending,
+            RunState::Pending,
+            RunState::Pending
+        ]
     );
 }
 
@@ -552,7 +594,10 @@ pub async fn overlap_skip_records_skipped_while_a_run_is_active(store: Arc<dyn S
     assert_eq!(batch.ready.len(), 1);
     assert_eq!(batch.ready[0].run.scheduled_for, at(30));
     let runs = runs_of(&store, &s).await;
-    assert_eq!(states(&runs), vec![RunState::Succeeded, RunState::Skipped, RunState::Skipped, RunState::Pending]);
+    assert_eq!(
+        states(&runs),
+        vec![RunState::Succeeded, RunState::Skipped, RunState::Skipped, RunState::Pending]
+    );
 }
 
 pub async fn overlap_queue_one_releases_queued_run_when_active_finishes(store: Arc<dyn Store>) {
@@ -571,7 +616,11 @@ pub async fn overlap_queue_one_releases_queued_run_when_active_finishes(store: A
     assert!(store.lease_due_runs("node-a", at(25), 10).await.expect("lease").is_empty());
 
     finish(&store, &first, 1, AttemptOutcome::Failed, at(25)).await;
-    assert_eq!(get_run(&store, &queued).await.dispatch_at, Some(at(25)), "released when the active run ended");
+    assert_eq!(
+        get_run(&store, &queued).await.dispatch_at,
+        Some(at(25)),
+        "released when the active run ended"
+    );
     let leased = store.lease_due_runs("node-a", at(25), 10).await.expect("lease");
     assert_eq!(leased.len(), 1);
     assert_eq!(leased[0].run.id, queued.id);
@@ -591,7 +640,10 @@ pub async fn overlap_replace_returns_active_runs_to_cancel(store: Arc<dyn Store>
     // The dispatcher cancels it.
     let cancelled = ended(&first, 1, AttemptOutcome::Cancelled, at(1), at(11));
     store
-        .record_attempts(&[AttemptEnd { attempt: cancelled, next: NextStep::Finish(RunState::Cancelled) }], at(11))
+        .record_attempts(
+            &[AttemptEnd { attempt: cancelled, next: NextStep::Finish(RunState::Cancelled) }],
+            at(11),
+        )
         .await
         .expect("record");
     // A run that has not started is cancelled by the claim itself, and returned too.
@@ -631,7 +683,9 @@ pub async fn jittered_slot_is_leased_only_when_due(store: Arc<dyn Store>) {
     assert_eq!(runs[0].scheduled_for, t0(), "the slot is un-jittered");
     assert_eq!(runs[0].dispatch_at, Some(due));
     assert_eq!(store.next_wake().await.expect("wake"), Some(due));
-    assert!(store.lease_due_runs("node-a", due - TimeDelta::milliseconds(1), 10).await.expect("lease").is_empty());
+    assert!(
+        store.lease_due_runs("node-a", due - TimeDelta::milliseconds(1), 10).await.expect("lease").is_empty()
+    );
     let leased = store.lease_due_runs("node-a", due, 10).await.expect("lease");
     assert_eq!(leased.len(), 1);
     assert_eq!(leased[0].run.id, runs[0].id);
@@ -653,7 +707,10 @@ pub async fn next_wake_reflects_schedules_and_retrying_runs(store: Arc<dyn Store
     assert_eq!(store.next_wake().await.expect("wake"), Some(at(5)));
     let run = claim(&store, at(5)).await.ready.remove(0).run;
     let leased_until = store.next_wake().await.expect("wake");
-    assert!(leased_until.is_some_and(|t| t > at(5) && t <= at(3605)), "a leased run comes back at most when its lease ends");
+    assert!(
+        leased_until.is_some_and(|t| t > at(5) && t <= at(3605)),
+        "a leased run comes back at most when its lease ends"
+    );
     start(&store, &run, 1, at(5)).await;
     assert_eq!(store.next_wake().await.expect("wake"), Some(at(3605)));
     let attempt = ended(&run, 1, AttemptOutcome::Failed, at(5), at(6));
@@ -675,7 +732,10 @@ pub async fn started_attempt_then_success_is_recorded(store: Arc<dyn Store>) {
     assert_eq!((running.state, running.attempt, running.started_at), (RunState::Running, 1, Some(at_ms(5))));
     let attempt = ended(&run, 1, AttemptOutcome::Succeeded, at_ms(5), at_ms(750));
     store
-        .record_attempts(&[AttemptEnd { attempt: attempt.clone(), next: NextStep::Finish(RunState::Succeeded) }], at(1))
+        .record_attempts(
+            &[AttemptEnd { attempt: attempt.clone(), next: NextStep::Finish(RunState::Succeeded) }],
+            at(1),
+        )
         .await
         .expect("record");
     let done = get_run(&store, &run).await;
@@ -702,13 +762,19 @@ pub async fn failed_attempt_retries_and_second_attempt_is_leased_later(store: Ar
     assert_eq!(retry_at, at(3));
     store.record_attempts(&[AttemptEnd { attempt: first.clone(), next }], at(2)).await.expect("record");
     let retrying = get_run(&store, &run).await;
-    assert_eq!((retrying.state, retrying.dispatch_at, retrying.attempt), (RunState::Retrying, Some(at(3)), 1));
+    assert_eq!(
+        (retrying.state, retrying.dispatch_at, retrying.attempt),
+        (RunState::Retrying, Some(at(3)), 1)
+    );
     assert_eq!(retrying.error.as_deref(), Some("attempt 1 failed"));
     assert_eq!(retrying.finished_at, None);
     assert!(store.lease_due_runs("node-a", at_ms(2_999), 10).await.expect("lease").is_empty());
     let leased = store.lease_due_runs("node-a", at(3), 10).await.expect("lease");
     assert_eq!(leased.len(), 1);
-    assert_eq!((leased[0].run.id, leased[0].run.state, leased[0].run.attempt), (run.id, RunState::Retrying, 1));
+    assert_eq!(
+        (leased[0].run.id, leased[0].run.state, leased[0].run.attempt),
+        (run.id, RunState::Retrying, 1)
+    );
     start(&store, &run, 2, at(3)).await;
     assert_eq!(get_run(&store, &run).await.attempt, 2);
     let second = ended(&run, 2, AttemptOutcome::Failed, at(3), at(4));
@@ -779,7 +845,10 @@ pub async fn recover_interrupts_running_runs_and_retries_per_policy(store: Arc<d
     let mut want = vec![r1.id, r3.id];
     want.sort();
     assert_eq!(ids, want);
-    assert_eq!(store.recover(at(200)).await.expect("recover"), crate::Recovery { released: 2, ..Default::default() });
+    assert_eq!(
+        store.recover(at(200)).await.expect("recover"),
+        crate::Recovery { released: 2, ..Default::default() }
+    );
 }
 
 pub async fn cancel_run_cancels_only_waiting_runs(store: Arc<dyn Store>) {
@@ -791,9 +860,15 @@ pub async fn cancel_run_cancels_only_waiting_runs(store: Arc<dyn Store>) {
     assert_eq!(store.cancel_run(a.id, at(21)).await.expect("cancel"), RunState::Cancelled);
     let a = get_run(&store, &a).await;
     assert_eq!((a.state, a.finished_at), (RunState::Cancelled, Some(at(21))));
-    assert!(store.lease_due_runs("node-a", at(30), 10).await.expect("lease").iter().all(|d| d.run.id != a.id));
+    assert!(
+        store.lease_due_runs("node-a", at(30), 10).await.expect("lease").iter().all(|d| d.run.id != a.id)
+    );
     start(&store, &b, 1, at(22)).await;
-    assert_eq!(store.cancel_run(b.id, at(23)).await.expect("cancel"), RunState::Running, "running: the dispatcher's");
+    assert_eq!(
+        store.cancel_run(b.id, at(23)).await.expect("cancel"),
+        RunState::Running,
+        "running: the dispatcher's"
+    );
     assert_eq!(get_run(&store, &b).await.state, RunState::Running);
     start(&store, &c, 1, at(22)).await;
     finish(&store, &c, 1, AttemptOutcome::Succeeded, at(23)).await;
@@ -812,7 +887,11 @@ pub async fn cancel_run_cancels_only_waiting_runs(store: Arc<dyn Store>) {
         .await
         .expect("record");
     assert_eq!(store.cancel_run(b.id, at(25)).await.expect("cancel"), RunState::Cancelled);
-    assert_eq!(store.next_wake().await.expect("wake"), Some(at(30)), "the cancelled retry no longer wakes anyone");
+    assert_eq!(
+        store.next_wake().await.expect("wake"),
+        Some(at(30)),
+        "the cancelled retry no longer wakes anyone"
+    );
 }
 
 pub async fn purge_history_deletes_only_finished_runs_before_the_cutoff(store: Arc<dyn Store>) {
@@ -863,7 +942,10 @@ pub async fn delete_schedule_cancels_waiting_runs_and_keeps_history(store: Arc<d
     assert_eq!(get_run(&store, &running).await.state, RunState::Running, "a running run is the dispatcher's");
     assert_eq!(runs_of(&store, &s).await.len(), 3, "history stays");
     assert_eq!(claim(&store, at(100)).await.slots, 0);
-    store.insert_schedule(&schedule("tick", interval(10, t0(), 0), Policies::default())).await.expect("name free");
+    store
+        .insert_schedule(&schedule("tick", interval(10, t0(), 0), Policies::default()))
+        .await
+        .expect("name free");
 }
 
 // --- history ---
@@ -877,7 +959,11 @@ pub async fn run_now_round_trip_and_list_runs_filters_and_pages(store: Arc<dyn S
         state: RunState::Failed,
         attempt: 2,
         max_attempts: 2,
-        target: Target { handler_id: "mail".to_string(), method: "send".to_string(), params: json!({"to": ["a"]}) },
+        target: Target {
+            handler_id: "mail".to_string(),
+            method: "send".to_string(),
+            params: json!({"to": ["a"]}),
+        },
         created_at: at(1),
         started_at: Some(at(2)),
         finished_at: Some(at(3)),
@@ -894,12 +980,18 @@ pub async fn run_now_round_trip_and_list_runs_filters_and_pages(store: Arc<dyn S
     claim(&store, at(95)).await; // slots 0..90: nine missed, one pending
     let all = store.list_runs(&RunFilter::default()).await.expect("list");
     assert_eq!(all.len(), 11);
-    assert!(all.windows(2).all(|w| (w[0].scheduled_for, w[0].id) > (w[1].scheduled_for, w[1].id)), "newest first");
+    assert!(
+        all.windows(2).all(|w| (w[0].scheduled_for, w[0].id) > (w[1].scheduled_for, w[1].id)),
+        "newest first"
+    );
     assert_eq!(all[0].scheduled_for, at(90));
 
     let by_state = |states: Vec<RunState>| RunFilter { states, ..RunFilter::default() };
     assert_eq!(store.list_runs(&by_state(vec![RunState::Pending])).await.expect("list").len(), 1);
-    assert_eq!(store.list_runs(&by_state(vec![RunState::Missed, RunState::Failed])).await.expect("list").len(), 10);
+    assert_eq!(
+        store.list_runs(&by_state(vec![RunState::Missed, RunState::Failed])).await.expect("list").len(),
+        10
+    );
     let mail = store
         .list_runs(&RunFilter { handler_id: Some("mail".to_string()), ..RunFilter::default() })
         .await
@@ -920,7 +1012,8 @@ pub async fn run_now_round_trip_and_list_runs_filters_and_pages(store: Arc<dyn S
     let mut seen = Vec::new();
     let mut before = None;
     loop {
-        let page = store.list_runs(&RunFilter { before, limit: 4, ..RunFilter::default() }).await.expect("page");
+        let page =
+            store.list_runs(&RunFilter { before, limit: 4, ..RunFilter::default() }).await.expect("page");
         assert!(page.len() <= 4);
         let Some(last) = page.last() else { break };
         before = Some(last.id);
@@ -992,11 +1085,20 @@ pub async fn two_nodes_claim_every_slot_exactly_once(a: Arc<dyn Store>, b: Arc<d
     for s in &schedules {
         a.insert_schedule(s).await.expect("insert");
     }
-    async fn drain(store: Arc<dyn Store>, node: &'static str, now: Timestamp) -> Vec<(Uuid, Timestamp, Uuid)> {
+    async fn drain(
+        store: Arc<dyn Store>,
+        node: &'static str,
+        now: Timestamp,
+    ) -> Vec<(Uuid, Timestamp, Uuid)> {
         let mut out = Vec::new();
         loop {
             let batch = store.claim_due(node, now, 7).await.expect("claim");
-            out.extend(batch.ready.iter().map(|d| (d.run.schedule_id.expect("scheduled"), d.run.scheduled_for, d.run.id)));
+            out.extend(
+                batch
+                    .ready
+                    .iter()
+                    .map(|d| (d.run.schedule_id.expect("scheduled"), d.run.scheduled_for, d.run.id)),
+            );
             tokio::task::yield_now().await;
             if batch.schedules < 7 {
                 return out;

@@ -34,8 +34,8 @@ use sqlx::sqlite::SqlitePool;
 use sqlx::{Sqlite, Transaction};
 
 use crate::{
-    AttemptEnd, AttemptStart, ClaimBatch, Dispatch, HandlerInstance, Recovery, RunFilter, ScheduleFilter, Store,
-    StoreResult,
+    AttemptEnd, AttemptStart, ClaimBatch, Dispatch, HandlerInstance, Recovery, RunFilter, ScheduleFilter,
+    Store, StoreResult,
 };
 
 pub use self::open::{APPLICATION_ID, SCHEMA_VERSION};

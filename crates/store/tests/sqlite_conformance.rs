@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use schedulezero_core::policy::Policies;
 use schedulezero_store::conformance::{self, Harness, at, interval, schedule};
 use schedulezero_store::{SqliteOptions, SqliteStore, Store, StoreError, Synchronous};
-use schedulezero_core::policy::Policies;
 use sqlx::ConnectOptions;
 use sqlx::sqlite::SqliteConnectOptions;
 
@@ -42,12 +42,8 @@ fn sidecars(path: &Path) -> Vec<PathBuf> {
 /// Writes a SQLite file of another kind with plain SQL (rollback journal, so nothing is left
 /// beside it once closed).
 async fn foreign_sqlite(path: &Path, sql: &str) {
-    let mut conn = SqliteConnectOptions::new()
-        .filename(path)
-        .create_if_missing(true)
-        .connect()
-        .await
-        .expect("connect");
+    let mut conn =
+        SqliteConnectOptions::new().filename(path).create_if_missing(true).connect().await.expect("connect");
     sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string())).execute(&mut conn).await.expect("write");
     sqlx::Connection::close(conn).await.expect("close");
     assert!(sidecars(path).is_empty());

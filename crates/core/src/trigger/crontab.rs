@@ -14,7 +14,7 @@ use crate::error::TriggerError;
 #[derive(Clone)]
 pub struct Crontab {
     expr: String,
-    cron: Cron,
+    cron: Box<Cron>,
     hour_fixed: bool,
 }
 
@@ -67,7 +67,7 @@ impl Crontab {
             .build()
             .parse(&expr)
             .map_err(|e| TriggerError::expression(format!("'{expr}': {e}")))?;
-        Ok(Self { expr, cron, hour_fixed })
+        Ok(Self { expr, cron: Box::new(cron), hour_fixed })
     }
 
     pub fn as_str(&self) -> &str {

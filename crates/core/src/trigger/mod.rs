@@ -175,3 +175,22 @@ fn splitmix64(mut x: u64) -> u64 {
     x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     x ^ (x >> 31)
 }
+
+/// Reads a trigger the way a person types one (CLI, dashboard preview): a JSON trigger object,
+/// or a bare crontab string. `zone`, when given, is the zone of a trigger that names none.
+pub fn parse_input(text: &str, zone: Option<Tz>, ctx: &ParseContext) -> Result<Trigger, TriggerError> {
+    let trimmed = text.trim();
+    let mut value = if trimmed.starts_with('{') {
+        serde_json::from_str::<Value>(trimmed)
+            .map_err(|e| TriggerError::key("trigger", format!("is not valid JSON: {e}")))?
+    } else {
+        serde_json::json!({"type": "cron", "expression": trimmed})
+    };
+    if let (Some(zone), Some(obj)) = (zone, value.as_object_mut())
+        && !obj.contains_key("timezone")
+    {
+        obj.insert("timezone".into(), Value::String(zone.name().to_string()));
+    }
+    let ctx = ParseContext { local_zone: zone.unwrap_or(ctx.local_zone), ..*ctx };
+    Trigger::parse(&value, &ctx)
+}

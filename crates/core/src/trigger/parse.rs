@@ -22,8 +22,17 @@ const COMMON_KEYS: &[&str] = &["type", "timezone", "jitter"];
 const DATE_KEYS: &[&str] = &["run_date"];
 const INTERVAL_KEYS: &[&str] = &["weeks", "days", "hours", "minutes", "seconds", "start_time", "end_time"];
 const CRON_KEYS: &[&str] = &[
-    "year", "month", "day", "week", "day_of_week", "hour", "minute", "second", "start_time",
-    "end_time", "expression",
+    "year",
+    "month",
+    "day",
+    "week",
+    "day_of_week",
+    "hour",
+    "minute",
+    "second",
+    "start_time",
+    "end_time",
+    "expression",
 ];
 
 pub(super) fn parse(value: &Value, ctx: &ParseContext) -> Result<Trigger, TriggerError> {
@@ -52,7 +61,11 @@ pub(super) fn parse(value: &Value, ctx: &ParseContext) -> Result<Trigger, Trigge
             keys.extend_from_slice(&COMMON_KEYS[1..]);
             return Err(TriggerError::key(
                 key,
-                format!("is not a key of a {kind} trigger (allowed: {})", keys.join(", ")),
+                format!(
+                    "is not a key of {} {kind} trigger (allowed: {})",
+                    if kind == "interval" { "an" } else { "a" },
+                    keys.join(", ")
+                ),
             ));
         }
     }
@@ -81,7 +94,10 @@ pub(super) fn parse(value: &Value, ctx: &ParseContext) -> Result<Trigger, Trigge
         "date" => {
             let at = match obj.get("run_date") {
                 None | Some(Value::Null) => {
-                    return Err(TriggerError::key("run_date", "is missing: give an ISO-8601 time or Unix seconds"));
+                    return Err(TriggerError::key(
+                        "run_date",
+                        "is missing: give an ISO-8601 time or Unix seconds",
+                    ));
                 }
                 Some(v) => instant("run_date", v, zone)?,
             };
@@ -89,13 +105,20 @@ pub(super) fn parse(value: &Value, ctx: &ParseContext) -> Result<Trigger, Trigge
         }
         "interval" => {
             let mut total_ms = 0.0;
-            for (key, unit_secs) in
-                [("weeks", 604_800.0), ("days", 86_400.0), ("hours", 3_600.0), ("minutes", 60.0), ("seconds", 1.0)]
-            {
+            for (key, unit_secs) in [
+                ("weeks", 604_800.0),
+                ("days", 86_400.0),
+                ("hours", 3_600.0),
+                ("minutes", 60.0),
+                ("seconds", 1.0),
+            ] {
                 if let Some(v) = obj.get(key).filter(|v| !v.is_null()) {
                     let n = number(key, v)?;
                     if n < 0.0 {
-                        return Err(TriggerError::key(key, format!("{n} is negative; intervals run forward")));
+                        return Err(TriggerError::key(
+                            key,
+                            format!("{n} is negative; intervals run forward"),
+                        ));
                     }
                     total_ms += n * unit_secs * 1000.0;
                 }

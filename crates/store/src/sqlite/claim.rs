@@ -17,7 +17,9 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{Sqlite, Transaction};
 use uuid::Uuid;
 
-use super::codec::{db_err, from_ms, get, hex, hex_array, ms, parse_json, parse_policies, parse_trigger, u32_col};
+use super::codec::{
+    db_err, from_ms, get, hex, hex_array, ms, parse_json, parse_policies, parse_trigger, u32_col,
+};
 use super::{LEASE_TTL, SqliteStore};
 use crate::{ClaimBatch, Dispatch, StoreError, StoreResult};
 
@@ -209,7 +211,12 @@ fn encode_err(e: serde_json::Error) -> StoreError {
     StoreError::Backend { context: "cannot encode a claim".to_string(), source: Box::new(e) }
 }
 
-pub(super) async fn claim_due(store: &SqliteStore, node: &str, now: Timestamp, limit: usize) -> StoreResult<ClaimBatch> {
+pub(super) async fn claim_due(
+    store: &SqliteStore,
+    node: &str,
+    now: Timestamp,
+    limit: usize,
+) -> StoreResult<ClaimBatch> {
     let ctx = "cannot claim due schedules";
     let mut batch = ClaimBatch::default();
     if limit == 0 {
@@ -338,11 +345,12 @@ pub(super) async fn claim_due(store: &SqliteStore, node: &str, now: Timestamp, l
     } else if inserted_rows == 0 {
         Some(HashSet::new())
     } else {
-        let ids: Vec<RunId> = sqlx::query_scalar("SELECT id FROM runs WHERE id IN (SELECT unhex(value) FROM json_each(?1))")
-            .bind(hex_array(planned.iter().map(|p| &p.id)))
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db_err(ctx))?;
+        let ids: Vec<RunId> =
+            sqlx::query_scalar("SELECT id FROM runs WHERE id IN (SELECT unhex(value) FROM json_each(?1))")
+                .bind(hex_array(planned.iter().map(|p| &p.id)))
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db_err(ctx))?;
         Some(ids.into_iter().collect())
     };
     let was_inserted = |id: &RunId| inserted.as_ref().is_none_or(|set| set.contains(id));

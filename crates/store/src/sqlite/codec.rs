@@ -37,7 +37,8 @@ pub(super) fn opt_ms(t: Option<Timestamp>) -> Option<i64> {
 }
 
 pub(super) fn from_ms(v: i64) -> StoreResult<Timestamp> {
-    DateTime::from_timestamp_millis(v).ok_or_else(|| StoreError::Corrupt(format!("time {v} ms is out of range")))
+    DateTime::from_timestamp_millis(v)
+        .ok_or_else(|| StoreError::Corrupt(format!("time {v} ms is out of range")))
 }
 
 pub(super) fn opt_from_ms(v: Option<i64>) -> StoreResult<Option<Timestamp>> {

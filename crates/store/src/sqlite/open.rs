@@ -9,8 +9,10 @@ use std::io::Read;
 use std::path::Path;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::AssertSqlSafe;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 
 use super::codec::db_err;
 use super::schema::MIGRATIONS;
@@ -70,13 +72,17 @@ fn inspect(path: &Path) -> StoreResult<FileState> {
         Err(e) => return Err(io_err(format!("cannot read {}", path.display()), e)),
     };
     if meta.is_dir() {
-        return Err(not_ours(path, "is a directory; give the path of a store file (for example schedulezero.db)"));
+        return Err(not_ours(
+            path,
+            "is a directory; give the path of a store file (for example schedulezero.db)",
+        ));
     }
     if meta.len() == 0 {
         return Ok(FileState::Blank);
     }
     let mut header = [0u8; 100];
-    let mut file = std::fs::File::open(path).map_err(|e| io_err(format!("cannot read {}", path.display()), e))?;
+    let mut file =
+        std::fs::File::open(path).map_err(|e| io_err(format!("cannot read {}", path.display()), e))?;
     let mut read = 0;
     while read < header.len() {
         match file.read(&mut header[read..]) {
@@ -174,9 +180,12 @@ async fn migrate(writer: &SqlitePool, path: &Path) -> StoreResult<()> {
     let mut tx = writer.begin_with("BEGIN IMMEDIATE").await.map_err(db_err(ctx))?;
     let application_id: i64 =
         sqlx::query_scalar("PRAGMA application_id").fetch_one(&mut *tx).await.map_err(db_err(ctx))?;
-    let version: i64 = sqlx::query_scalar("PRAGMA user_version").fetch_one(&mut *tx).await.map_err(db_err(ctx))?;
-    let objects: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM sqlite_schema").fetch_one(&mut *tx).await.map_err(db_err(ctx))?;
+    let version: i64 =
+        sqlx::query_scalar("PRAGMA user_version").fetch_one(&mut *tx).await.map_err(db_err(ctx))?;
+    let objects: i64 = sqlx::query_scalar("SELECT count(*) FROM sqlite_schema")
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_err(ctx))?;
     if application_id != i64::from(APPLICATION_ID) {
         if application_id != 0 {
             return Err(not_ours(
@@ -185,13 +194,21 @@ async fn migrate(writer: &SqlitePool, path: &Path) -> StoreResult<()> {
             ));
         }
         if objects > 0 {
-            return Err(not_ours(path, "not a ScheduleZero store: it already holds another application's tables"));
+            return Err(not_ours(
+                path,
+                "not a ScheduleZero store: it already holds another application's tables",
+            ));
         }
     }
     if version > SCHEMA_VERSION {
-        return Err(StoreError::NewerSchema { path: path.display().to_string(), found: version, known: SCHEMA_VERSION });
+        return Err(StoreError::NewerSchema {
+            path: path.display().to_string(),
+            found: version,
+            known: SCHEMA_VERSION,
+        });
     }
-    let from = usize::try_from(version).map_err(|_| StoreError::Corrupt(format!("schema version {version}")))?;
+    let from =
+        usize::try_from(version).map_err(|_| StoreError::Corrupt(format!("schema version {version}")))?;
     for (i, script) in MIGRATIONS.iter().enumerate().skip(from) {
         tracing::info!(path = %path.display(), version = i + 1, "migrating the store");
         sqlx::raw_sql(*script).execute(&mut *tx).await.map_err(db_err(ctx))?;

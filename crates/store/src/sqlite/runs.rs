@@ -11,8 +11,8 @@ use serde::Serialize;
 use sqlx::{AssertSqlSafe, Sqlite, Transaction};
 
 use super::codec::{
-    RUN_COLUMNS, attempt_from_row, db_err, from_ms, get, hex, hex_array, ms, opt_ms, parse_policies, run_from_row,
-    run_state, u32_col,
+    RUN_COLUMNS, attempt_from_row, db_err, from_ms, get, hex, hex_array, ms, opt_ms, parse_policies,
+    run_from_row, run_state, u32_col,
 };
 use super::{LEASE_TTL, SqliteStore};
 use crate::{AttemptEnd, AttemptStart, Dispatch, Recovery, RunFilter, StoreError, StoreResult};
@@ -78,16 +78,22 @@ where
     Ok(runs
         .into_iter()
         .map(|run| {
-            let policies = run.schedule_id.and_then(|id| policies.get(&id).copied()).unwrap_or_else(|| Policies {
-                retry: RetryPolicy { max_attempts: run.max_attempts, ..RetryPolicy::default() },
-                ..Policies::default()
-            });
+            let policies =
+                run.schedule_id.and_then(|id| policies.get(&id).copied()).unwrap_or_else(|| Policies {
+                    retry: RetryPolicy { max_attempts: run.max_attempts, ..RetryPolicy::default() },
+                    ..Policies::default()
+                });
             Dispatch { run, policies }
         })
         .collect())
 }
 
-pub(super) async fn lease_due(store: &SqliteStore, node: &str, now: Timestamp, limit: usize) -> StoreResult<Vec<Dispatch>> {
+pub(super) async fn lease_due(
+    store: &SqliteStore,
+    node: &str,
+    now: Timestamp,
+    limit: usize,
+) -> StoreResult<Vec<Dispatch>> {
     let ctx = "cannot lease due runs";
     if limit == 0 {
         return Ok(Vec::new());
@@ -137,7 +143,8 @@ pub(super) async fn start_attempts(store: &SqliteStore, starts: &[AttemptStart])
         return Ok(());
     }
     let ctx = "cannot start attempts";
-    let rows: Vec<(String, u32, i64)> = starts.iter().map(|s| (hex(s.run_id), s.attempt, ms(s.started_at))).collect();
+    let rows: Vec<(String, u32, i64)> =
+        starts.iter().map(|s| (hex(s.run_id), s.attempt, ms(s.started_at))).collect();
     let json = serde_json::to_string(&rows).map_err(encode_err)?;
     let mut tx = store.write(ctx).await?;
     // Only runs still waiting: one cancelled meanwhile stays cancelled.
@@ -162,7 +169,11 @@ struct AttemptRow<'a>(String, u32, Option<&'a str>, i64, i64, &'static str, Opti
 #[derive(Serialize)]
 struct RunMove<'a>(String, &'static str, Option<i64>, u32, Option<i64>, Option<String>, Option<&'a str>);
 
-pub(super) async fn record_attempts(store: &SqliteStore, ends: &[AttemptEnd], now: Timestamp) -> StoreResult<()> {
+pub(super) async fn record_attempts(
+    store: &SqliteStore,
+    ends: &[AttemptEnd],
+    now: Timestamp,
+) -> StoreResult<()> {
     if ends.is_empty() {
         return Ok(());
     }
@@ -173,7 +184,11 @@ pub(super) async fn record_attempts(store: &SqliteStore, ends: &[AttemptEnd], no
 }
 
 /// Records ended attempts and moves their runs on, inside a write transaction.
-async fn record_in(tx: &mut Transaction<'static, Sqlite>, ends: &[AttemptEnd], now: Timestamp) -> StoreResult<()> {
+async fn record_in(
+    tx: &mut Transaction<'static, Sqlite>,
+    ends: &[AttemptEnd],
+    now: Timestamp,
+) -> StoreResult<()> {
     let ctx = "cannot record attempts";
     let mut attempts = Vec::with_capacity(ends.len());
     let mut moves = Vec::with_capacity(ends.len());
@@ -198,7 +213,15 @@ async fn record_in(tx: &mut Transaction<'static, Sqlite>, ends: &[AttemptEnd], n
                 (state, None, Some(ms(a.finished_at)))
             }
         };
-        moves.push(RunMove(hex(a.run_id), state.as_str(), dispatch_at, a.number, finished_at, result, a.error.as_deref()));
+        moves.push(RunMove(
+            hex(a.run_id),
+            state.as_str(),
+            dispatch_at,
+            a.number,
+            finished_at,
+            result,
+            a.error.as_deref(),
+        ));
     }
     let json = serde_json::to_string(&attempts).map_err(encode_err)?;
     sqlx::query(
@@ -228,16 +251,22 @@ async fn record_in(tx: &mut Transaction<'static, Sqlite>, ends: &[AttemptEnd], n
 
 /// The runs queued behind runs that just ended become due, where no other run of their
 /// schedule is active any more.
-async fn release_queued(tx: &mut Transaction<'static, Sqlite>, ended: &[RunId], now: Timestamp) -> StoreResult<()> {
+async fn release_queued(
+    tx: &mut Transaction<'static, Sqlite>,
+    ended: &[RunId],
+    now: Timestamp,
+) -> StoreResult<()> {
     if ended.is_empty() {
         return Ok(());
     }
     let ctx = "cannot release queued runs";
-    let any: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM runs INDEXED BY runs_queued \
-         WHERE state = 'pending' AND dispatch_at IS NULL)")
-        .fetch_one(&mut **tx)
-        .await
-        .map_err(db_err(ctx))?;
+    let any: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM runs INDEXED BY runs_queued \
+         WHERE state = 'pending' AND dispatch_at IS NULL)",
+    )
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(db_err(ctx))?;
     if !any {
         return Ok(());
     }
@@ -300,9 +329,14 @@ pub(super) async fn recover(store: &SqliteStore, now: Timestamp) -> StoreResult<
             None => None,
         };
         let next = match retry {
-            Some(retry) => {
-                after_attempt(AttemptOutcome::Interrupted, number, max_attempts, &retry, now, random_for(id, now))
-            }
+            Some(retry) => after_attempt(
+                AttemptOutcome::Interrupted,
+                number,
+                max_attempts,
+                &retry,
+                now,
+                random_for(id, now),
+            ),
             None => NextStep::Finish(RunState::Interrupted),
         };
         if matches!(next, NextStep::Retry { .. }) {
@@ -462,11 +496,12 @@ pub(super) async fn list_attempts(store: &SqliteStore, run: RunId) -> StoreResul
 pub(super) async fn cancel(store: &SqliteStore, run: RunId, now: Timestamp) -> StoreResult<RunState> {
     let ctx = "cannot cancel a run";
     let mut tx = store.write(ctx).await?;
-    let row: Option<(String, Option<i64>)> = sqlx::query_as("SELECT state, dispatch_at FROM runs WHERE id = ?1")
-        .bind(run)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db_err(ctx))?;
+    let row: Option<(String, Option<i64>)> =
+        sqlx::query_as("SELECT state, dispatch_at FROM runs WHERE id = ?1")
+            .bind(run)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err(ctx))?;
     let Some((state, dispatch_at)) = row else {
         return Err(StoreError::NotFound { kind: "run", id: run.to_string() });
     };

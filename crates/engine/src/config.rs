@@ -1,0 +1,48 @@
+//! The engine's settings, with their defaults.
+
+use std::time::Duration;
+
+use chrono::TimeDelta;
+use chrono_tz::Tz;
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// This node's name in leases (default: `host-pid`).
+    pub node_id: String,
+    /// The zone naive times are read in (default: the system's zone, else UTC).
+    pub local_zone: Tz,
+    /// Schedules claimed per transaction (default 2,000).
+    pub claim_batch: usize,
+    /// How long finished runs are kept (default 30 days; `None`: forever).
+    pub history_retention: Option<TimeDelta>,
+    /// How often old history is purged (default hourly).
+    pub purge_every: TimeDelta,
+    /// On shutdown, how long calls in flight may take to finish before they are recorded as
+    /// interrupted (default 10 s).
+    pub shutdown_grace: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            node_id: default_node_id(),
+            local_zone: system_zone(),
+            claim_batch: 2_000,
+            history_retention: Some(TimeDelta::days(30)),
+            purge_every: TimeDelta::hours(1),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The system's IANA zone, or UTC when it cannot be told.
+pub fn system_zone() -> Tz {
+    iana_time_zone::get_timezone().ok().and_then(|name| name.parse().ok()).unwrap_or(chrono_tz::UTC)
+}
+
+fn default_node_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "node".to_string());
+    format!("{host}-{}", std::process::id())
+}

@@ -1,0 +1,383 @@
+//! The dispatcher: routes leased runs to handler instances and sends their calls.
+//!
+//! One actor task owns the waiting queues (per handler and method). For each run it reserves a
+//! live instance with spare capacity (round robin, [`Registry::route`]), commits the attempt's
+//! start in a batch *before* sending (so a crash after the send is seen as `interrupted`), then
+//! runs the call in a task of its own under the run's deadline. A slow or dead handler holds only
+//! its own calls: nothing here waits on a handler.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use schedulezero_core::Timestamp;
+use schedulezero_core::run::{Attempt, AttemptOutcome, NextStep, RunId, after_attempt};
+use schedulezero_store::{AttemptEnd, AttemptStart, Dispatch};
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::events::Event;
+use crate::link::{Call, LinkError, Reply};
+use crate::recorder::{Ended, RecorderHandle};
+use crate::registry::{Instance, Route};
+use crate::shared::Shared;
+
+/// How an attempt ended, for a caller waiting on it ("run now").
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttemptReport {
+    pub run_id: RunId,
+    pub attempt: u32,
+    pub outcome: AttemptOutcome,
+    pub instance_id: Option<String>,
+    pub result: Option<Value>,
+    pub error: Option<String>,
+}
+
+pub(crate) struct Item {
+    pub dispatch: Dispatch,
+    /// Told how the attempt ended.
+    pub report: Option<oneshot::Sender<AttemptReport>>,
+}
+
+enum Msg {
+    Submit(Vec<Item>),
+    /// An instance has capacity again, or the registry changed.
+    Pump,
+    Cancel(RunId, oneshot::Sender<bool>),
+    CallEnded(RunId),
+    Shutdown(Duration, oneshot::Sender<()>),
+}
+
+#[derive(Clone)]
+pub(crate) struct DispatcherHandle {
+    tx: mpsc::UnboundedSender<Msg>,
+}
+
+impl DispatcherHandle {
+    pub fn submit(&self, items: Vec<Item>) {
+        if !items.is_empty() {
+            let _ = self.tx.send(Msg::Submit(items));
+        }
+    }
+
+    pub fn pump(&self) {
+        let _ = self.tx.send(Msg::Pump);
+    }
+
+    /// Cancels a run this node holds (waiting or in flight). False: not held here.
+    pub async fn cancel(&self, run: RunId) -> bool {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Msg::Cancel(run, tx)).is_err() {
+            return false;
+        }
+        rx.await.unwrap_or(false)
+    }
+
+    pub async fn shutdown(&self, grace: Duration) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Msg::Shutdown(grace, tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+pub(crate) fn spawn(shared: Arc<Shared>, recorder: RecorderHandle) -> DispatcherHandle {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let handle = DispatcherHandle { tx };
+    let actor = Actor {
+        shared,
+        recorder,
+        me: handle.clone(),
+        waiting: HashMap::new(),
+        in_flight: HashMap::new(),
+        closed: false,
+    };
+    tokio::spawn(actor.run(rx));
+    handle
+}
+
+struct InFlight {
+    cancel: CancellationToken,
+    interrupt: CancellationToken,
+}
+
+struct Actor {
+    shared: Arc<Shared>,
+    recorder: RecorderHandle,
+    me: DispatcherHandle,
+    /// Runs waiting for an instance, by (handler id, method), in arrival order.
+    waiting: HashMap<(String, String), VecDeque<Item>>,
+    in_flight: HashMap<RunId, InFlight>,
+    closed: bool,
+}
+
+impl Actor {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Msg>) {
+        let mut shutdown: Option<(tokio::time::Instant, oneshot::Sender<()>)> = None;
+        loop {
+            let msg = match &shutdown {
+                Some((deadline, _)) if !self.in_flight.is_empty() => {
+                    tokio::select! {
+                        m = rx.recv() => m,
+                        _ = tokio::time::sleep_until(*deadline) => {
+                            // Grace is over: what still runs is recorded as interrupted.
+                            for f in self.in_flight.values() {
+                                f.interrupt.cancel();
+                            }
+                            shutdown = shutdown.map(|(_, tx)| (tokio::time::Instant::now() + Duration::from_secs(3600), tx));
+                            continue;
+                        }
+                    }
+                }
+                Some(_) => {
+                    if let Some((_, tx)) = shutdown.take() {
+                        self.recorder.flush().await;
+                        let _ = tx.send(());
+                    }
+                    // Keep answering (refusing) until the engine is dropped.
+                    rx.recv().await
+                }
+                None => rx.recv().await,
+            };
+            let Some(first) = msg else { return };
+            let mut next = Some(first);
+            while let Some(m) = next.take() {
+                match m {
+                    Msg::Submit(items) => self.accept(items).await,
+                    Msg::Pump => {}
+                    Msg::CallEnded(run) => {
+                        self.in_flight.remove(&run);
+                    }
+                    Msg::Cancel(run, tx) => {
+                        let held = self.cancel(run).await;
+                        let _ = tx.send(held);
+                    }
+                    Msg::Shutdown(grace, tx) => {
+                        self.closed = true;
+                        self.release_waiting().await;
+                        shutdown = Some((tokio::time::Instant::now() + grace, tx));
+                    }
+                }
+                next = rx.try_recv().ok();
+            }
+            if !self.closed {
+                self.assign().await;
+            }
+        }
+    }
+
+    async fn accept(&mut self, items: Vec<Item>) {
+        if self.closed {
+            let ids: Vec<RunId> = items.iter().map(|i| i.dispatch.run.id).collect();
+            self.release(ids).await;
+            return;
+        }
+        for item in items {
+            let key = (item.dispatch.run.target.handler_id.clone(), item.dispatch.run.target.method.clone());
+            self.waiting.entry(key).or_default().push_back(item);
+        }
+    }
+
+    /// Gives the leases of waiting runs back to the store (shutdown).
+    async fn release_waiting(&mut self) {
+        let ids: Vec<RunId> = self.waiting.drain().flat_map(|(_, q)| q).map(|i| i.dispatch.run.id).collect();
+        self.release(ids).await;
+    }
+
+    async fn release(&self, ids: Vec<RunId>) {
+        if ids.is_empty() {
+            return;
+        }
+        if let Err(e) = self.shared.store.release_runs(&ids).await {
+            tracing::warn!(error = %e, "could not release run leases; the next start-up will");
+        }
+        self.shared.activity.runs_done(ids.len());
+    }
+
+    async fn cancel(&mut self, run: RunId) -> bool {
+        if let Some(f) = self.in_flight.get(&run) {
+            f.cancel.cancel();
+            return true;
+        }
+        for queue in self.waiting.values_mut() {
+            if let Some(pos) = queue.iter().position(|i| i.dispatch.run.id == run) {
+                if queue.remove(pos).is_some() {
+                    if let Err(e) = self.shared.store.cancel_run(run, self.shared.clock.now()).await {
+                        tracing::warn!(error = %e, %run, "could not cancel a waiting run");
+                    }
+                    self.shared.activity.runs_done(1);
+                }
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Reserves instances for waiting runs, commits their starts, and sends them.
+    async fn assign(&mut self) {
+        let mut picked: Vec<(Item, Arc<Instance>)> = Vec::new();
+        for ((handler, method), queue) in self.waiting.iter_mut() {
+            while !queue.is_empty() {
+                match self.shared.registry.route(handler, method) {
+                    Route::Reserved(inst) => {
+                        if let Some(item) = queue.pop_front() {
+                            picked.push((item, inst));
+                        }
+                    }
+                    Route::Busy | Route::Unavailable => break,
+                }
+            }
+        }
+        self.waiting.retain(|_, q| !q.is_empty());
+        if picked.is_empty() {
+            return;
+        }
+        let now = self.shared.clock.now();
+        let starts: Vec<AttemptStart> = picked
+            .iter()
+            .map(|(item, _)| AttemptStart {
+                run_id: item.dispatch.run.id,
+                attempt: item.dispatch.run.attempt + 1,
+                started_at: now,
+            })
+            .collect();
+        if let Err(e) = self.shared.store.start_attempts(&starts).await {
+            tracing::error!(error = %e, runs = starts.len(), "could not record attempt starts; will retry");
+            for (item, inst) in picked.into_iter().rev() {
+                inst.release(None);
+                let key =
+                    (item.dispatch.run.target.handler_id.clone(), item.dispatch.run.target.method.clone());
+                self.waiting.entry(key).or_default().push_front(item);
+            }
+            let me = self.me.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                me.pump();
+            });
+            return;
+        }
+        for (item, inst) in picked {
+            let run = &item.dispatch.run;
+            let attempt = run.attempt + 1;
+            self.shared.events.publish(Event::RunStarted {
+                run_id: run.id,
+                schedule_id: run.schedule_id,
+                attempt,
+                scheduled_for: run.scheduled_for,
+                started_at: now,
+                handler_id: inst.handler_id.clone(),
+                instance_id: inst.instance_id.clone(),
+            });
+            let flight = InFlight { cancel: CancellationToken::new(), interrupt: CancellationToken::new() };
+            let call = CallTask {
+                shared: self.shared.clone(),
+                recorder: self.recorder.clone(),
+                dispatcher: self.me.clone(),
+                instance: inst,
+                item,
+                attempt,
+                started_at: now,
+                cancel: flight.cancel.clone(),
+                interrupt: flight.interrupt.clone(),
+            };
+            self.in_flight.insert(call.item.dispatch.run.id, flight);
+            tokio::spawn(call.run());
+        }
+    }
+}
+
+/// One attempt in flight.
+struct CallTask {
+    shared: Arc<Shared>,
+    recorder: RecorderHandle,
+    dispatcher: DispatcherHandle,
+    instance: Arc<Instance>,
+    item: Item,
+    attempt: u32,
+    started_at: Timestamp,
+    cancel: CancellationToken,
+    interrupt: CancellationToken,
+}
+
+impl CallTask {
+    async fn run(self) {
+        let run = &self.item.dispatch.run;
+        let policies = &self.item.dispatch.policies;
+        let timeout = policies.timeout;
+        let call = Call {
+            run_id: run.id,
+            attempt: self.attempt,
+            scheduled_for: run.scheduled_for,
+            method: run.target.method.clone(),
+            params: run.target.params.clone(),
+            deadline: timeout.to_std().unwrap_or_default(),
+        };
+        let link = self.instance.link.clone();
+        let reply = tokio::select! {
+            r = link.call(call) => r.map_err(|e| match e {
+                LinkError::Cancelled => (AttemptOutcome::Cancelled, e.to_string()),
+                LinkError::Disconnected(_) | LinkError::Refused(_) => (AttemptOutcome::Lost, e.to_string()),
+            }),
+            _ = self.shared.clock.sleep_until(self.started_at + timeout) => {
+                link.cancel(run.id, self.attempt).await;
+                Err((AttemptOutcome::TimedOut, format!("no reply within {} s", timeout.num_milliseconds() as f64 / 1000.0)))
+            }
+            _ = self.cancel.cancelled() => {
+                link.cancel(run.id, self.attempt).await;
+                Err((AttemptOutcome::Cancelled, "cancelled".to_string()))
+            }
+            _ = self.interrupt.cancelled() => {
+                link.cancel(run.id, self.attempt).await;
+                Err((AttemptOutcome::Interrupted, "the server stopped during the call".to_string()))
+            }
+        };
+        let (outcome, result, error) = match reply {
+            Ok(Reply::Success(v)) => (AttemptOutcome::Succeeded, Some(v), None),
+            Ok(Reply::Failure { error, result }) => (AttemptOutcome::Failed, result, Some(error)),
+            Err((outcome, error)) => (outcome, None, Some(error)),
+        };
+        let finished_at = self.shared.clock.now();
+        self.instance.seen(finished_at);
+        self.instance.release(Some(outcome == AttemptOutcome::Succeeded));
+        let next = if self.item.report.is_some() {
+            // A "run now" call is one attempt, reported to its caller.
+            NextStep::Finish(outcome.final_state())
+        } else {
+            after_attempt(
+                outcome,
+                self.attempt,
+                run.max_attempts,
+                &policies.retry,
+                finished_at,
+                fastrand::u64(..),
+            )
+        };
+        let attempt = Attempt {
+            run_id: run.id,
+            number: self.attempt,
+            instance: Some(self.instance.instance_id.clone()),
+            started_at: self.started_at,
+            finished_at,
+            outcome,
+            result: result.clone(),
+            error: error.clone(),
+        };
+        self.recorder.record(Ended {
+            end: AttemptEnd { attempt, next },
+            schedule_id: run.schedule_id,
+            scheduled_for: run.scheduled_for,
+        });
+        if let Some(tx) = self.item.report {
+            let _ = tx.send(AttemptReport {
+                run_id: run.id,
+                attempt: self.attempt,
+                outcome,
+                instance_id: Some(self.instance.instance_id.clone()),
+                result,
+                error,
+            });
+        }
+        let _ = self.dispatcher.tx.send(Msg::CallEnded(run.id));
+    }
+}

@@ -1,0 +1,454 @@
+//! The engine: starts the services (recovery, scheduler loop, dispatcher, recorder, history
+//! purge) over a store and a clock, and is the API the server and embedded mode drive.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::TimeDelta;
+use schedulezero_core::error::{PolicyError, TriggerError};
+use schedulezero_core::policy::{Policies, RetryPolicy};
+use schedulezero_core::run::{AttemptOutcome, Run, RunId, RunState};
+use schedulezero_core::schedule::{Schedule, ScheduleId, ScheduleState, Target};
+use schedulezero_core::trigger::{ParseContext, Trigger};
+use schedulezero_store::{Dispatch, HandlerInstance, ScheduleFilter, Store, StoreError};
+use thiserror::Error;
+use tokio::sync::{broadcast, oneshot};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::Clock;
+use crate::config::EngineConfig;
+use crate::dispatcher::{self, AttemptReport, DispatcherHandle, Item};
+use crate::events::{Event, EventBus, ScheduleChange};
+use crate::local::LocalHandler;
+use crate::recorder::{self, RecorderHandle};
+use crate::registry::{Instance, InstanceSpec, Registry};
+use crate::scheduler;
+use crate::shared::{Activity, Shared};
+
+#[derive(Debug, Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Trigger(#[from] TriggerError),
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error("{field}: {message}")]
+    Invalid { field: String, message: String },
+    #[error("no schedule with id {0}")]
+    NoSuchSchedule(ScheduleId),
+    #[error("no connected instance of handler '{handler_id}' offers method '{method}'")]
+    NoInstance { handler_id: String, method: String },
+    #[error("no reply within {0:?}")]
+    Timeout(Duration),
+    #[error("the engine is shutting down")]
+    ShuttingDown,
+}
+
+/// What a schedule is made of, as a caller gives it.
+#[derive(Debug, Clone)]
+pub struct ScheduleSpec {
+    /// Unique among live schedules; defaults to the schedule's id.
+    pub name: Option<String>,
+    pub trigger: Trigger,
+    pub target: Target,
+    pub policies: Policies,
+    /// Create it paused.
+    pub paused: bool,
+}
+
+impl ScheduleSpec {
+    pub fn new(trigger: Trigger, target: Target) -> Self {
+        Self { name: None, trigger, target, policies: Policies::default(), paused: false }
+    }
+
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    pub fn policies(mut self, policies: Policies) -> Self {
+        self.policies = policies;
+        self
+    }
+}
+
+/// A running engine. Cheap to share behind an `Arc`; stop it with [`Engine::shutdown`].
+pub struct Engine {
+    shared: Arc<Shared>,
+    dispatcher: DispatcherHandle,
+    recorder: RecorderHandle,
+    stop: CancellationToken,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Engine {
+    /// Recovers what a previous process left running, then starts the services.
+    pub async fn start(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        config: EngineConfig,
+    ) -> Result<Engine, EngineError> {
+        let recovery = store.recover(clock.now()).await?;
+        if recovery.interrupted > 0 {
+            tracing::warn!(
+                interrupted = recovery.interrupted,
+                retried = recovery.retried,
+                "runs were in flight when the previous process stopped"
+            );
+        }
+        let shared = Arc::new(Shared {
+            store,
+            clock,
+            registry: Arc::new(Registry::default()),
+            events: EventBus::new(16_384),
+            config,
+            wake: tokio::sync::Notify::new(),
+            activity: Activity::new(),
+        });
+        let recorder = recorder::spawn(shared.clone());
+        let dispatcher = dispatcher::spawn(shared.clone(), recorder.clone());
+        let stop = CancellationToken::new();
+        let tasks = vec![
+            tokio::spawn(scheduler::run(shared.clone(), dispatcher.clone(), stop.clone())),
+            tokio::spawn(purge_history(shared.clone(), stop.clone())),
+        ];
+        Ok(Engine { shared, dispatcher, recorder, stop, tasks: Mutex::new(tasks) })
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.shared.store
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.shared.clock
+    }
+
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.shared.registry
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.shared.config
+    }
+
+    /// Listens to the engine's events.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.shared.events.subscribe()
+    }
+
+    /// How to parse triggers now: the current time and the server's zone.
+    pub fn parse_context(&self) -> ParseContext {
+        ParseContext { now: self.shared.clock.now(), local_zone: self.shared.config.local_zone }
+    }
+
+    // --- handlers ---
+
+    /// Adds a handler instance reached through a link (a reconnect replaces the old one).
+    pub async fn register_instance(&self, spec: InstanceSpec) -> Result<Arc<Instance>, EngineError> {
+        let now = self.shared.clock.now();
+        let instance = Arc::new(Instance::new(spec, now));
+        self.shared.registry.insert(instance.clone());
+        self.persist_instance(&instance).await?;
+        self.shared.events.publish(Event::HandlerUp {
+            handler_id: instance.handler_id.clone(),
+            instance_id: instance.instance_id.clone(),
+        });
+        self.dispatcher.pump();
+        Ok(instance)
+    }
+
+    /// Marks an instance gone; calls in flight on it end through its link.
+    pub async fn instance_disconnected(
+        &self,
+        handler_id: &str,
+        instance_id: &str,
+    ) -> Result<(), EngineError> {
+        if let Some(instance) = self.shared.registry.disconnect(handler_id, instance_id) {
+            self.persist_instance(&instance).await?;
+            self.shared.events.publish(Event::HandlerDown {
+                handler_id: handler_id.to_string(),
+                instance_id: instance_id.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Tells the dispatcher an instance may take calls again (capacity freed, reconnected).
+    pub fn handlers_changed(&self) {
+        self.dispatcher.pump();
+    }
+
+    /// Registers local async functions as a handler instance (embedded mode).
+    pub async fn add_local_handler(&self, handler: LocalHandler) -> Result<Arc<Instance>, EngineError> {
+        let spec = InstanceSpec {
+            handler_id: handler.handler_id.clone(),
+            instance_id: format!("local:{}", self.shared.config.node_id),
+            protocol: "local".to_string(),
+            address: "local".to_string(),
+            methods: handler.method_names(),
+            capacity: handler.capacity,
+            link: Arc::new(handler.into_link()),
+        };
+        self.register_instance(spec).await
+    }
+
+    async fn persist_instance(&self, i: &Instance) -> Result<(), EngineError> {
+        let record = HandlerInstance {
+            handler_id: i.handler_id.clone(),
+            instance_id: i.instance_id.clone(),
+            protocol: i.protocol.clone(),
+            address: i.address.clone(),
+            methods: i.methods.iter().cloned().collect(),
+            capacity: i.capacity,
+            connected: i.is_connected(),
+            registered_at: i.registered_at,
+            last_seen: i.last_seen(),
+            successes: i.successes(),
+            failures: i.failures(),
+            meta: serde_json::Value::Object(Default::default()),
+        };
+        self.shared.store.upsert_handler_instance(&record).await?;
+        Ok(())
+    }
+
+    // --- schedules ---
+
+    /// Validates and stores a new schedule (committed before this returns) and wakes the loop.
+    pub async fn add_schedule(&self, spec: ScheduleSpec) -> Result<Schedule, EngineError> {
+        validate_target(&spec.target)?;
+        spec.policies.validate()?;
+        let now = self.shared.clock.now();
+        let mut schedule = Schedule::new("", spec.trigger, spec.target, spec.policies, now);
+        schedule.name = spec.name.unwrap_or_else(|| schedule.id.to_string());
+        if schedule.name.trim().is_empty() {
+            return Err(EngineError::Invalid { field: "name".into(), message: "must not be empty".into() });
+        }
+        if spec.paused && schedule.state == ScheduleState::Active {
+            schedule.state = ScheduleState::Paused;
+        }
+        self.shared.store.insert_schedule(&schedule).await?;
+        self.changed(schedule.id, ScheduleChange::Created);
+        Ok(schedule)
+    }
+
+    /// Replaces a schedule's definition; a new trigger starts from now.
+    pub async fn update_schedule(&self, id: ScheduleId, spec: ScheduleSpec) -> Result<Schedule, EngineError> {
+        validate_target(&spec.target)?;
+        spec.policies.validate()?;
+        let mut s = self.existing(id).await?;
+        let now = self.shared.clock.now();
+        if s.trigger != spec.trigger {
+            s.next_fire_at = spec.trigger.first_fire(now);
+            s.trigger = spec.trigger;
+        }
+        if let Some(name) = spec.name {
+            s.name = name;
+        }
+        s.target = spec.target;
+        s.policies = spec.policies;
+        s.state = match (s.next_fire_at, spec.paused) {
+            (None, _) => ScheduleState::Finished,
+            (Some(_), true) => ScheduleState::Paused,
+            (Some(_), false) => ScheduleState::Active,
+        };
+        s.updated_at = now;
+        self.shared.store.update_schedule(&s).await?;
+        self.changed(id, ScheduleChange::Updated);
+        Ok(s)
+    }
+
+    /// Stops a schedule firing; its runs in progress continue.
+    pub async fn pause(&self, id: ScheduleId) -> Result<Schedule, EngineError> {
+        let mut s = self.existing(id).await?;
+        if s.state == ScheduleState::Active {
+            s.state = ScheduleState::Paused;
+            s.updated_at = self.shared.clock.now();
+            self.shared.store.update_schedule(&s).await?;
+            self.changed(id, ScheduleChange::Paused);
+        }
+        Ok(s)
+    }
+
+    /// Fires again from now on: slots that passed while paused are not run nor recorded.
+    pub async fn resume(&self, id: ScheduleId) -> Result<Schedule, EngineError> {
+        let mut s = self.existing(id).await?;
+        if s.state == ScheduleState::Paused {
+            let now = self.shared.clock.now();
+            s.next_fire_at = s.trigger.first_fire(now);
+            s.state = if s.next_fire_at.is_some() { ScheduleState::Active } else { ScheduleState::Finished };
+            s.updated_at = now;
+            self.shared.store.update_schedule(&s).await?;
+            self.changed(id, ScheduleChange::Resumed);
+        }
+        Ok(s)
+    }
+
+    /// Deletes a schedule; its runs not yet started are cancelled, its history kept.
+    pub async fn delete_schedule(&self, id: ScheduleId) -> Result<bool, EngineError> {
+        let deleted = self.shared.store.delete_schedule(id, self.shared.clock.now()).await?;
+        if deleted {
+            self.changed(id, ScheduleChange::Deleted);
+        }
+        Ok(deleted)
+    }
+
+    pub async fn get_schedule(&self, id: ScheduleId) -> Result<Option<Schedule>, EngineError> {
+        Ok(self.shared.store.get_schedule(id).await?)
+    }
+
+    pub async fn find_schedule(&self, name: &str) -> Result<Option<Schedule>, EngineError> {
+        Ok(self.shared.store.find_schedule(name).await?)
+    }
+
+    pub async fn list_schedules(&self, filter: &ScheduleFilter) -> Result<Vec<Schedule>, EngineError> {
+        Ok(self.shared.store.list_schedules(filter).await?)
+    }
+
+    async fn existing(&self, id: ScheduleId) -> Result<Schedule, EngineError> {
+        self.shared.store.get_schedule(id).await?.ok_or(EngineError::NoSuchSchedule(id))
+    }
+
+    fn changed(&self, id: ScheduleId, change: ScheduleChange) {
+        self.shared.events.publish(Event::ScheduleChanged { schedule_id: id, change });
+        self.shared.wake_scheduler();
+    }
+
+    // --- runs ---
+
+    /// Calls a method once, now, outside any schedule, and waits for the reply (at most
+    /// `timeout`, queueing included). One attempt, never retried; recorded in the run history.
+    pub async fn run_now(&self, target: Target, timeout: Duration) -> Result<AttemptReport, EngineError> {
+        validate_target(&target)?;
+        if self.stop.is_cancelled() {
+            return Err(EngineError::ShuttingDown);
+        }
+        if !self.shared.registry.offers(&target.handler_id, &target.method) {
+            return Err(EngineError::NoInstance { handler_id: target.handler_id, method: target.method });
+        }
+        let now = self.shared.clock.now();
+        let timeout_delta = TimeDelta::from_std(timeout).unwrap_or(TimeDelta::seconds(30));
+        let run = Run {
+            id: uuid::Uuid::now_v7(),
+            schedule_id: None,
+            scheduled_for: now,
+            dispatch_at: Some(now),
+            // Stored as running from the start: no lease sweep may pick it up, and a crash shows it.
+            state: RunState::Running,
+            attempt: 0,
+            max_attempts: 1,
+            target,
+            created_at: now,
+            started_at: None,
+            finished_at: None,
+            result: None,
+            error: None,
+            slot_count: 1,
+        };
+        self.shared.store.insert_run(&run).await?;
+        let run_id = run.id;
+        let policies = Policies {
+            retry: RetryPolicy { max_attempts: 1, ..RetryPolicy::default() },
+            timeout: timeout_delta,
+            ..Policies::default()
+        };
+        let (tx, rx) = oneshot::channel();
+        self.shared.activity.runs_taken(1);
+        self.dispatcher.submit(vec![Item { dispatch: Dispatch { run, policies }, report: Some(tx) }]);
+        tokio::select! {
+            report = rx => report.map_err(|_| EngineError::ShuttingDown),
+            _ = self.shared.clock.sleep_until(now + timeout_delta) => {
+                // Still waiting for a free instance, or the call's own deadline raced this one.
+                self.dispatcher.cancel(run_id).await;
+                Err(EngineError::Timeout(timeout))
+            }
+        }
+    }
+
+    /// Cancels a run: one waiting or in flight here is stopped (its attempt recorded
+    /// `cancelled`); one pending in the store is cancelled there. Returns its state afterwards
+    /// (`running` while the handler is being told).
+    pub async fn cancel_run(&self, run: RunId) -> Result<RunState, EngineError> {
+        if self.dispatcher.cancel(run).await {
+            return Ok(RunState::Running);
+        }
+        Ok(self.shared.store.cancel_run(run, self.shared.clock.now()).await?)
+    }
+
+    /// Resolves once the engine has claimed everything due at the clock's current time and
+    /// committed every outcome: for tests that move a virtual clock.
+    pub async fn idle(&self) {
+        loop {
+            let st = *self.shared.activity.scheduler.borrow();
+            let now = self.shared.clock.now();
+            let wakes = self.shared.activity.wakes.load(std::sync::atomic::Ordering::Acquire);
+            if st.parked
+                && st.wakes_seen == wakes
+                && st.quiet_until.is_some_and(|q| q > now)
+                && self.shared.activity.outstanding() == 0
+            {
+                self.recorder.flush().await;
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    /// Stops firing, lets calls in flight finish within the configured grace (the rest are
+    /// recorded `interrupted` and retried at the next start per policy), and commits everything.
+    pub async fn shutdown(&self) {
+        self.stop.cancel();
+        let tasks: Vec<JoinHandle<()>> =
+            std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        for t in tasks {
+            let _ = t.await;
+        }
+        self.dispatcher.shutdown(self.shared.config.shutdown_grace).await;
+        self.recorder.flush().await;
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+fn validate_target(t: &Target) -> Result<(), EngineError> {
+    if t.handler_id.trim().is_empty() {
+        return Err(EngineError::Invalid { field: "handler_id".into(), message: "must not be empty".into() });
+    }
+    if t.method.trim().is_empty() {
+        return Err(EngineError::Invalid { field: "job_method".into(), message: "must not be empty".into() });
+    }
+    if !t.params.is_object() {
+        return Err(EngineError::Invalid {
+            field: "job_params".into(),
+            message: "must be a JSON object".into(),
+        });
+    }
+    Ok(())
+}
+
+/// Deletes finished runs older than the retention, periodically.
+async fn purge_history(shared: Arc<Shared>, stop: CancellationToken) {
+    let Some(retention) = shared.config.history_retention else { return };
+    loop {
+        let next = shared.clock.now() + shared.config.purge_every;
+        tokio::select! {
+            _ = shared.clock.sleep_until(next) => {}
+            _ = stop.cancelled() => return,
+        }
+        match shared.store.purge_history(shared.clock.now() - retention).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(runs = n, "purged run history past retention"),
+            Err(e) => tracing::warn!(error = %e, "purging run history failed"),
+        }
+    }
+}
+
+/// How the dispatcher's attempt outcomes map for callers of `run_now`.
+pub fn outcome_is_success(report: &AttemptReport) -> bool {
+    report.outcome == AttemptOutcome::Succeeded
+}

@@ -1,0 +1,537 @@
+//! The engine against a real SQLite file, driven by a virtual clock: no test sleeps to wait for
+//! a schedule; `engine.idle()` waits until the engine has processed the current virtual time.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::TimeDelta;
+use schedulezero_core::Timestamp;
+use schedulezero_core::policy::{MisfirePolicy, OverlapPolicy, Policies, RetryPolicy};
+use schedulezero_core::run::{AttemptOutcome, RunState};
+use schedulezero_core::schedule::{Schedule, ScheduleState, Target};
+use schedulezero_core::trigger::{ParseContext, Trigger};
+use schedulezero_engine::clock::VirtualClock;
+use schedulezero_engine::config::EngineConfig;
+use schedulezero_engine::link::{Call, Link, LinkError, Reply};
+use schedulezero_engine::registry::InstanceSpec;
+use schedulezero_engine::{Engine, EngineError, LocalHandler, ScheduleSpec};
+use schedulezero_store::{RunFilter, SqliteStore};
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+
+const T0: &str = "2026-06-01T12:00:00Z";
+
+fn t(s: &str) -> Timestamp {
+    s.parse().expect("valid time")
+}
+
+struct Harness {
+    _dir: tempfile::TempDir,
+    path: std::path::PathBuf,
+    clock: Arc<VirtualClock>,
+    engine: Engine,
+}
+
+fn config() -> EngineConfig {
+    EngineConfig { node_id: "test-node".into(), local_zone: chrono_tz::UTC, ..EngineConfig::default() }
+}
+
+impl Harness {
+    async fn start(handlers: Vec<LocalHandler>) -> Harness {
+        let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("warn").try_init();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("engine.db");
+        let clock = Arc::new(VirtualClock::new(t(T0)));
+        let engine = start_engine(&path, clock.clone(), handlers).await;
+        Harness { _dir: dir, path, clock, engine }
+    }
+
+    /// Stops the engine as a crash would (no shutdown), and starts a new one on the same file.
+    async fn restart(&mut self, handlers: Vec<LocalHandler>) {
+        let fresh = start_engine(&self.path, self.clock.clone(), handlers).await;
+        let old = std::mem::replace(&mut self.engine, fresh);
+        drop(old);
+    }
+
+    fn trigger(&self, v: Value) -> Trigger {
+        let ctx = ParseContext { now: self.clock.now_ts(), local_zone: chrono_tz::UTC };
+        Trigger::parse(&v, &ctx).expect("valid trigger")
+    }
+
+    async fn add(&self, name: &str, trigger: Value, method: &str, policies: Policies) -> Schedule {
+        let spec = ScheduleSpec::new(self.trigger(trigger), target(method)).name(name).policies(policies);
+        self.engine.add_schedule(spec).await.expect("schedule added")
+    }
+
+    async fn advance(&self, secs: f64) {
+        self.clock.advance(TimeDelta::milliseconds((secs * 1000.0) as i64));
+        self.idle().await;
+    }
+
+    async fn idle(&self) {
+        tokio::time::timeout(Duration::from_secs(20), self.engine.idle()).await.expect("engine goes idle");
+    }
+
+    async fn runs(&self, schedule: &Schedule) -> Vec<schedulezero_core::run::Run> {
+        let mut runs = self
+            .engine
+            .store()
+            .list_runs(&RunFilter { schedule_id: Some(schedule.id), ..RunFilter::default() })
+            .await
+            .expect("runs listed");
+        runs.reverse(); // oldest first
+        runs
+    }
+
+    /// Waits (real time, for the engine to act on the current virtual time) until the
+    /// schedule's runs are in these states.
+    async fn wait_states(&self, schedule: &Schedule, want: &[RunState]) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let got = self.states(schedule).await;
+            if got == want {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "runs are {got:?}, expected {want:?}");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    async fn states(&self, schedule: &Schedule) -> Vec<RunState> {
+        self.runs(schedule).await.into_iter().map(|r| r.state).collect()
+    }
+}
+
+trait NowTs {
+    fn now_ts(&self) -> Timestamp;
+}
+
+impl NowTs for VirtualClock {
+    fn now_ts(&self) -> Timestamp {
+        schedulezero_engine::clock::Clock::now(self)
+    }
+}
+
+async fn start_engine(
+    path: &std::path::Path,
+    clock: Arc<VirtualClock>,
+    handlers: Vec<LocalHandler>,
+) -> Engine {
+    let store = SqliteStore::open_path(path).await.expect("store opens");
+    let engine = Engine::start(Arc::new(store), clock, config()).await.expect("engine starts");
+    for h in handlers {
+        engine.add_local_handler(h).await.expect("handler registered");
+    }
+    engine
+}
+
+fn target(method: &str) -> Target {
+    Target { handler_id: "local".into(), method: method.into(), params: json!({"k": 1}) }
+}
+
+/// A handler that counts calls and answers at once.
+fn counting(counter: Arc<AtomicU32>) -> LocalHandler {
+    LocalHandler::new("local").method("tick", move |_ctx, params| {
+        let counter = counter.clone();
+        async move {
+            counter.fetch_add(1, Ordering::SeqCst);
+            Ok(json!({"echo": params}))
+        }
+    })
+}
+
+fn no_retry() -> Policies {
+    Policies { retry: RetryPolicy { max_attempts: 1, ..RetryPolicy::default() }, ..Policies::default() }
+}
+
+#[tokio::test]
+async fn interval_fires_at_creation_then_every_period_and_records_outcomes() {
+    let calls = Arc::new(AtomicU32::new(0));
+    let h = Harness::start(vec![counting(calls.clone())]).await;
+    let s = h.add("every5", json!({"type": "interval", "seconds": 5}), "tick", Policies::default()).await;
+    h.idle().await;
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "fires at once");
+    h.advance(4.999).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "nothing before the period");
+    h.advance(0.001).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    for _ in 0..3 {
+        h.advance(5.0).await;
+    }
+    let runs = h.runs(&s).await;
+    assert_eq!(runs.len(), 5);
+    for (k, run) in runs.iter().enumerate() {
+        assert_eq!(run.state, RunState::Succeeded);
+        assert_eq!(run.attempt, 1);
+        assert_eq!(run.scheduled_for, t(T0) + TimeDelta::seconds(5 * k as i64));
+        assert_eq!(run.result, Some(json!({"echo": {"k": 1}})));
+    }
+}
+
+#[tokio::test]
+async fn failed_attempt_is_retried_after_backoff_and_history_shows_both() {
+    let calls = Arc::new(AtomicU32::new(0));
+    let c = calls.clone();
+    let handler = LocalHandler::new("local").method("flaky", move |ctx, _| {
+        let c = c.clone();
+        async move {
+            c.fetch_add(1, Ordering::SeqCst);
+            if ctx.attempt == 1 { Err("first attempt fails".to_string()) } else { Ok(json!("ok")) }
+        }
+    });
+    let h = Harness::start(vec![handler]).await;
+    let s = h.add("flaky", json!({"type": "date", "run_date": T0}), "flaky", Policies::default()).await;
+    h.idle().await;
+    assert_eq!(h.states(&s).await, vec![RunState::Retrying]);
+    h.advance(1.0).await; // default backoff: 1 s, shortened by up to 20% jitter
+    let runs = h.runs(&s).await;
+    assert_eq!(runs[0].state, RunState::Succeeded);
+    assert_eq!(runs[0].attempt, 2);
+    let attempts = h.engine.store().list_attempts(runs[0].id).await.expect("attempts");
+    let outcomes: Vec<_> = attempts.iter().map(|a| (a.number, a.outcome)).collect();
+    assert_eq!(outcomes, vec![(1, AttemptOutcome::Failed), (2, AttemptOutcome::Succeeded)]);
+    assert_eq!(attempts[0].error.as_deref(), Some("first attempt fails"));
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    let sched = h.engine.get_schedule(s.id).await.expect("get").expect("exists");
+    assert_eq!(sched.state, ScheduleState::Finished, "a date schedule is done after it fires");
+}
+
+#[tokio::test]
+async fn attempts_stop_at_max_attempts() {
+    let handler =
+        LocalHandler::new("local").method("broken", |_, _| async { Err::<Value, _>("always".to_string()) });
+    let h = Harness::start(vec![handler]).await;
+    let policies = Policies {
+        retry: RetryPolicy { max_attempts: 3, jitter: 0.0, ..RetryPolicy::default() },
+        ..Policies::default()
+    };
+    let s = h.add("broken", json!({"type": "date", "run_date": T0}), "broken", policies).await;
+    h.idle().await;
+    h.advance(1.0).await; // attempt 2
+    h.advance(2.0).await; // attempt 3
+    h.advance(60.0).await;
+    let runs = h.runs(&s).await;
+    assert_eq!(runs[0].state, RunState::Failed);
+    assert_eq!(runs[0].attempt, 3);
+    assert_eq!(runs[0].error.as_deref(), Some("always"));
+}
+
+#[tokio::test]
+async fn a_call_past_its_timeout_is_timed_out_and_the_method_is_cancelled() {
+    let cancelled = Arc::new(AtomicU32::new(0));
+    let cc = cancelled.clone();
+    let handler = LocalHandler::new("local").method("hang", move |ctx, _| {
+        let cc = cc.clone();
+        async move {
+            ctx.cancelled.cancelled().await;
+            cc.fetch_add(1, Ordering::SeqCst);
+            Ok(json!(null))
+        }
+    });
+    let h = Harness::start(vec![handler]).await;
+    let policies = Policies { timeout: TimeDelta::seconds(30), ..no_retry() };
+    let s = h.add("hang", json!({"type": "date", "run_date": T0}), "hang", policies).await;
+    h.wait_states(&s, &[RunState::Running]).await;
+    h.clock.advance(TimeDelta::seconds(29));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(h.states(&s).await, vec![RunState::Running], "still running before its timeout");
+    h.advance(1.0).await;
+    assert_eq!(h.states(&s).await, vec![RunState::TimedOut]);
+    let runs = h.runs(&s).await;
+    let attempts = h.engine.store().list_attempts(runs[0].id).await.expect("attempts");
+    assert_eq!(attempts[0].outcome, AttemptOutcome::TimedOut);
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while cancelled.load(Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the method saw its cancellation");
+}
+
+#[tokio::test]
+async fn downtime_is_caught_up_by_misfire_policy_after_restart() {
+    let calls = Arc::new(AtomicU32::new(0));
+    let mut h = Harness::start(vec![counting(calls.clone())]).await;
+    let coalesce =
+        h.add("coalesce", json!({"type": "interval", "seconds": 10}), "tick", Policies::default()).await;
+    let run_all = h
+        .add(
+            "run_all",
+            json!({"type": "interval", "seconds": 10}),
+            "tick",
+            Policies { misfire: MisfirePolicy::RunAll { max: 3 }, ..Policies::default() },
+        )
+        .await;
+    h.idle().await;
+    h.engine.shutdown().await;
+    // Down for 60 s: slots at +10 … +60 passed unclaimed.
+    h.clock.advance(TimeDelta::seconds(65));
+    h.restart(vec![counting(calls.clone())]).await;
+    h.idle().await;
+    use RunState::{Missed, Succeeded};
+    assert_eq!(h.states(&coalesce).await, vec![Succeeded, Missed, Missed, Missed, Missed, Missed, Succeeded]);
+    assert_eq!(
+        h.states(&run_all).await,
+        vec![Succeeded, Missed, Missed, Missed, Succeeded, Succeeded, Succeeded]
+    );
+    let next = h.engine.get_schedule(coalesce.id).await.expect("get").expect("exists").next_fire_at;
+    assert_eq!(next, Some(t(T0) + TimeDelta::seconds(70)));
+}
+
+#[tokio::test]
+async fn a_run_in_flight_at_a_crash_is_interrupted_then_retried_as_attempt_two() {
+    let release = Arc::new(Notify::new());
+    let r = release.clone();
+    let blocking = LocalHandler::new("local").method("work", move |_, _| {
+        let r = r.clone();
+        async move {
+            r.notified().await;
+            Ok(json!("first process"))
+        }
+    });
+    let mut h = Harness::start(vec![blocking]).await;
+    let s = h.add("work", json!({"type": "date", "run_date": T0}), "work", Policies::default()).await;
+    h.wait_states(&s, &[RunState::Running]).await;
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let seen2 = seen.clone();
+    let recorder = LocalHandler::new("local").method("work", move |ctx, _| {
+        let seen = seen2.clone();
+        async move {
+            seen.lock().expect("lock").push(ctx.attempt);
+            Ok(json!("second process"))
+        }
+    });
+    h.restart(vec![recorder]).await; // the first engine never finishes its call
+    h.advance(1.0).await;
+    let runs = h.runs(&s).await;
+    assert_eq!(runs[0].state, RunState::Succeeded);
+    assert_eq!(runs[0].result, Some(json!("second process")));
+    let attempts = h.engine.store().list_attempts(runs[0].id).await.expect("attempts");
+    let outcomes: Vec<_> = attempts.iter().map(|a| (a.number, a.outcome)).collect();
+    assert_eq!(outcomes, vec![(1, AttemptOutcome::Interrupted), (2, AttemptOutcome::Succeeded)]);
+    assert_eq!(*seen.lock().expect("lock"), vec![2], "the retry says it is attempt 2");
+    release.notify_waiters();
+}
+
+#[tokio::test]
+async fn overlap_skip_and_queue_one_with_a_slow_handler() {
+    let gate = Arc::new(Notify::new());
+    let g = gate.clone();
+    let slow = LocalHandler::new("local").capacity(10).method("slow", move |_, _| {
+        let g = g.clone();
+        async move {
+            g.notified().await;
+            Ok(json!(null))
+        }
+    });
+    let h = Harness::start(vec![slow]).await;
+    let skip = h
+        .add(
+            "skip",
+            json!({"type": "interval", "seconds": 1}),
+            "slow",
+            Policies { overlap: OverlapPolicy::Skip, ..no_retry() },
+        )
+        .await;
+    let queue = h
+        .add(
+            "queue",
+            json!({"type": "interval", "seconds": 1}),
+            "slow",
+            Policies { overlap: OverlapPolicy::QueueOne, ..no_retry() },
+        )
+        .await;
+    use RunState::{Pending, Running, Skipped, Succeeded};
+    h.wait_states(&skip, &[Running]).await;
+    h.wait_states(&queue, &[Running]).await;
+    h.clock.advance(TimeDelta::seconds(1));
+    h.wait_states(&skip, &[Running, Skipped]).await;
+    h.wait_states(&queue, &[Running, Pending]).await;
+    for _ in 0..2 {
+        h.clock.advance(TimeDelta::seconds(1));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    h.wait_states(&skip, &[Running, Skipped, Skipped, Skipped]).await;
+    h.wait_states(&queue, &[Running, Pending, Skipped, Skipped]).await;
+    gate.notify_waiters(); // both first runs finish; the queued one starts
+    h.wait_states(&queue, &[Succeeded, Running, Skipped, Skipped]).await;
+    gate.notify_waiters();
+    h.idle().await;
+    assert_eq!(h.states(&queue).await[..2], [RunState::Succeeded, RunState::Succeeded]);
+}
+
+#[tokio::test]
+async fn paused_schedule_does_not_fire_and_resumes_from_now() {
+    let calls = Arc::new(AtomicU32::new(0));
+    let h = Harness::start(vec![counting(calls.clone())]).await;
+    let s = h.add("p", json!({"type": "interval", "seconds": 10}), "tick", Policies::default()).await;
+    h.idle().await;
+    h.engine.pause(s.id).await.expect("paused");
+    h.advance(60.0).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    let resumed = h.engine.resume(s.id).await.expect("resumed");
+    assert_eq!(resumed.next_fire_at, Some(t(T0) + TimeDelta::seconds(60)));
+    h.idle().await;
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    assert_eq!(h.states(&s).await.len(), 2, "slots passed while paused are neither run nor recorded");
+}
+
+#[tokio::test]
+async fn run_now_answers_with_the_reply_and_is_recorded() {
+    let calls = Arc::new(AtomicU32::new(0));
+    let failing =
+        LocalHandler::new("other").method("fail", |_, _| async { Err::<Value, _>("nope".to_string()) });
+    let h = Harness::start(vec![counting(calls.clone()), failing]).await;
+    let report = h.engine.run_now(target("tick"), Duration::from_secs(5)).await.expect("ran");
+    assert_eq!(report.outcome, AttemptOutcome::Succeeded);
+    assert_eq!(report.result, Some(json!({"echo": {"k": 1}})));
+    let failed = h
+        .engine
+        .run_now(
+            Target { handler_id: "other".into(), method: "fail".into(), params: json!({}) },
+            Duration::from_secs(5),
+        )
+        .await
+        .expect("ran");
+    assert_eq!(failed.outcome, AttemptOutcome::Failed);
+    assert_eq!(failed.error.as_deref(), Some("nope"));
+    let missing = h.engine.run_now(target("nosuch"), Duration::from_secs(5)).await;
+    assert!(matches!(missing, Err(EngineError::NoInstance { .. })), "{missing:?}");
+    h.idle().await;
+    let run = h.engine.store().get_run(report.run_id).await.expect("get").expect("stored");
+    assert_eq!(run.state, RunState::Succeeded);
+    assert_eq!(run.max_attempts, 1);
+}
+
+#[tokio::test]
+async fn run_now_times_out_on_a_hung_handler() {
+    let hang =
+        LocalHandler::new("local").method("hang", |_, _| std::future::pending::<Result<Value, String>>());
+    let h = Harness::start(vec![hang]).await;
+    let engine = &h.engine;
+    let call = engine.run_now(target("hang"), Duration::from_secs(30));
+    let clock = h.clock.clone();
+    let advance = async move {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        clock.advance(TimeDelta::seconds(31));
+    };
+    let (result, ()) = tokio::join!(call, advance);
+    match result {
+        Err(EngineError::Timeout(_)) => {}
+        Ok(report) => assert_eq!(report.outcome, AttemptOutcome::TimedOut),
+        Err(e) => panic!("unexpected {e}"),
+    }
+}
+
+#[tokio::test]
+async fn cancelling_a_running_run_stops_it_and_records_cancelled() {
+    let hang = LocalHandler::new("local").method("hang", |ctx, _| async move {
+        ctx.cancelled.cancelled().await;
+        Ok(json!(null))
+    });
+    let h = Harness::start(vec![hang]).await;
+    let s = h.add("c", json!({"type": "date", "run_date": T0}), "hang", Policies::default()).await;
+    h.wait_states(&s, &[RunState::Running]).await;
+    let run = h.runs(&s).await[0].clone();
+    h.engine.cancel_run(run.id).await.expect("cancelled");
+    h.idle().await;
+    assert_eq!(h.states(&s).await, vec![RunState::Cancelled], "cancelled runs are not retried");
+}
+
+#[tokio::test]
+async fn a_fired_date_schedule_frees_its_name() {
+    let calls = Arc::new(AtomicU32::new(0));
+    let h = Harness::start(vec![counting(calls.clone())]).await;
+    h.add("once", json!({"type": "date", "run_date": T0}), "tick", Policies::default()).await;
+    let dup = h
+        .engine
+        .add_schedule(
+            ScheduleSpec::new(h.trigger(json!({"type": "interval", "seconds": 1})), target("tick"))
+                .name("once"),
+        )
+        .await;
+    assert!(dup.is_err(), "a live name is unique");
+    h.idle().await;
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    h.add("once", json!({"type": "interval", "seconds": 1}), "tick", Policies::default()).await;
+}
+
+#[tokio::test]
+async fn jitter_delays_dispatch_within_its_maximum() {
+    let calls = Arc::new(AtomicU32::new(0));
+    let h = Harness::start(vec![counting(calls.clone())]).await;
+    let s =
+        h.add("j", json!({"type": "date", "run_date": T0, "jitter": 10}), "tick", Policies::default()).await;
+    h.idle().await;
+    let run = h.runs(&s).await[0].clone();
+    let delay = run.dispatch_at.expect("dispatch time") - run.scheduled_for;
+    assert!(delay >= TimeDelta::zero() && delay <= TimeDelta::seconds(10));
+    if delay > TimeDelta::zero() {
+        assert_eq!(calls.load(Ordering::SeqCst), 0, "not before its jittered time");
+    }
+    h.advance(10.0).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(h.states(&s).await, vec![RunState::Succeeded]);
+}
+
+/// A link that records which instance served each call.
+struct Tagged {
+    name: &'static str,
+    log: Arc<Mutex<Vec<&'static str>>>,
+}
+
+#[async_trait::async_trait]
+impl Link for Tagged {
+    async fn call(&self, _call: Call) -> Result<Reply, LinkError> {
+        self.log.lock().expect("lock").push(self.name);
+        Ok(Reply::Success(json!(self.name)))
+    }
+
+    async fn cancel(&self, _run: uuid::Uuid, _attempt: u32) {}
+}
+
+#[tokio::test]
+async fn calls_go_round_robin_across_a_pool_and_skip_disconnected_instances() {
+    let h = Harness::start(vec![]).await;
+    let log = Arc::new(Mutex::new(Vec::new()));
+    for name in ["a", "b"] {
+        h.engine
+            .register_instance(InstanceSpec {
+                handler_id: "local".into(),
+                instance_id: name.into(),
+                protocol: "test".into(),
+                address: name.into(),
+                methods: vec!["tick".into()],
+                capacity: 1,
+                link: Arc::new(Tagged { name, log: log.clone() }),
+            })
+            .await
+            .expect("registered");
+    }
+    for _ in 0..4 {
+        h.engine.run_now(target("tick"), Duration::from_secs(5)).await.expect("ran");
+    }
+    assert_eq!(*log.lock().expect("lock"), vec!["a", "b", "a", "b"]);
+    h.engine.instance_disconnected("local", "a").await.expect("disconnected");
+    log.lock().expect("lock").clear();
+    for _ in 0..2 {
+        h.engine.run_now(target("tick"), Duration::from_secs(5)).await.expect("ran");
+    }
+    assert_eq!(*log.lock().expect("lock"), vec!["b", "b"]);
+    let stored = h.engine.store().list_handler_instances().await.expect("listed");
+    let a = stored.iter().find(|i| i.instance_id == "a").expect("a persisted");
+    assert!(!a.connected);
+}
+
+#[tokio::test]
+async fn runs_wait_for_their_handler_and_start_when_it_registers() {
+    let calls = Arc::new(AtomicU32::new(0));
+    let h = Harness::start(vec![]).await;
+    let s = h.add("later", json!({"type": "date", "run_date": T0}), "tick", Policies::default()).await;
+    h.wait_states(&s, &[RunState::Pending]).await;
+    h.engine.add_local_handler(counting(calls.clone())).await.expect("registered");
+    h.idle().await;
+    assert_eq!(h.states(&s).await, vec![RunState::Succeeded]);
+}
