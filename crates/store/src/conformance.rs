@@ -61,6 +61,7 @@ macro_rules! conformance_tests {
             overlap_queue_one_releases_queued_run_when_active_finishes,
             overlap_replace_returns_active_runs_to_cancel,
             jittered_slot_is_leased_only_when_due,
+            lease_is_not_handed_out_twice_and_expires_only_for_other_nodes,
             next_wake_reflects_schedules_and_retrying_runs,
             started_attempt_then_success_is_recorded,
             failed_attempt_retries_and_second_attempt_is_leased_later,
@@ -116,6 +117,7 @@ pub const CASES: &[(&str, Case)] = cases!(
     overlap_queue_one_releases_queued_run_when_active_finishes,
     overlap_replace_returns_active_runs_to_cancel,
     jittered_slot_is_leased_only_when_due,
+    lease_is_not_handed_out_twice_and_expires_only_for_other_nodes,
     next_wake_reflects_schedules_and_retrying_runs,
     started_attempt_then_success_is_recorded,
     failed_attempt_retries_and_second_attempt_is_leased_later,
@@ -696,6 +698,24 @@ pub async fn jittered_slot_is_leased_only_when_due(store: Arc<dyn Store>) {
     assert_eq!(again.len(), 1, "a released run is leased again");
 }
 
+/// A leased run is never handed to its node again (the node holds it until it starts or releases
+/// it); another node may take it once the lease has run out (a dead node's). Assumes leases last
+/// less than a day.
+pub async fn lease_is_not_handed_out_twice_and_expires_only_for_other_nodes(store: Arc<dyn Store>) {
+    let s = schedule("hourly", interval(3600, t0(), 0), Policies::default());
+    store.insert_schedule(&s).await.expect("insert");
+    let run = claim(&store, t0()).await.ready.remove(0).run;
+    let day = TimeDelta::days(1);
+    assert!(store.lease_due_runs("node-a", t0() + day, 10).await.expect("lease").is_empty(), "own lease");
+    assert!(store.lease_due_runs("node-b", at(1), 10).await.expect("lease").is_empty(), "live lease");
+    let taken = store.lease_due_runs("node-b", t0() + day, 10).await.expect("lease");
+    assert_eq!(taken.iter().map(|d| d.run.id).collect::<Vec<_>>(), vec![run.id], "expired lease");
+    assert!(store.lease_due_runs("node-b", t0() + day, 10).await.expect("lease").is_empty());
+    store.release_runs(&[run.id]).await.expect("release");
+    assert_eq!(store.next_wake().await.expect("wake"), Some(t0()), "a released run is due again");
+    assert_eq!(store.lease_due_runs("node-a", t0() + day, 10).await.expect("lease").len(), 1);
+}
+
 pub async fn next_wake_reflects_schedules_and_retrying_runs(store: Arc<dyn Store>) {
     assert_eq!(store.next_wake().await.expect("wake"), None);
     let mut paused = schedule("paused", interval(10, at(1), 0), Policies::default());
@@ -706,11 +726,7 @@ pub async fn next_wake_reflects_schedules_and_retrying_runs(store: Arc<dyn Store
     store.insert_schedule(&s).await.expect("insert");
     assert_eq!(store.next_wake().await.expect("wake"), Some(at(5)));
     let run = claim(&store, at(5)).await.ready.remove(0).run;
-    let leased_until = store.next_wake().await.expect("wake");
-    assert!(
-        leased_until.is_some_and(|t| t > at(5) && t <= at(3605)),
-        "a leased run comes back at most when its lease ends"
-    );
+    assert_eq!(store.next_wake().await.expect("wake"), Some(at(3605)), "a leased run is its node's");
     start(&store, &run, 1, at(5)).await;
     assert_eq!(store.next_wake().await.expect("wake"), Some(at(3605)));
     let attempt = ended(&run, 1, AttemptOutcome::Failed, at(5), at(6));

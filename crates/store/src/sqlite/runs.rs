@@ -34,7 +34,8 @@ pub(super) async fn next_wake(store: &SqliteStore) -> StoreResult<Option<Timesta
     .fetch_optional(&mut *conn)
     .await
     .map_err(db_err(ctx))?;
-    // The first run waiting with no lease on it …
+    // The first run waiting with no lease on it. Leased runs are their node's to start or
+    // release; a dead node's expired leases are found by the polling of the others.
     let unleased: Option<i64> = sqlx::query_scalar(
         "SELECT dispatch_at FROM runs INDEXED BY runs_due \
          WHERE state IN ('pending', 'retrying') AND dispatch_at IS NOT NULL AND lease_expires_at IS NULL \
@@ -43,17 +44,7 @@ pub(super) async fn next_wake(store: &SqliteStore) -> StoreResult<Option<Timesta
     .fetch_optional(&mut *conn)
     .await
     .map_err(db_err(ctx))?;
-    // … and, before it, leased ones that come back when their lease runs out.
-    let lease: Option<i64> = sqlx::query_scalar(
-        "SELECT min(lease_expires_at) FROM runs INDEXED BY runs_due \
-         WHERE state IN ('pending', 'retrying') AND dispatch_at IS NOT NULL AND lease_expires_at IS NOT NULL \
-           AND dispatch_at <= ?1",
-    )
-    .bind(unleased.unwrap_or(i64::MAX))
-    .fetch_one(&mut *conn)
-    .await
-    .map_err(db_err(ctx))?;
-    [schedule, unleased, lease].into_iter().flatten().min().map(from_ms).transpose()
+    [schedule, unleased].into_iter().flatten().min().map(from_ms).transpose()
 }
 
 /// The policies of the runs' schedules (defaults, with the run's attempts, for runs without one).
@@ -103,7 +94,7 @@ pub(super) async fn lease_due(
         "UPDATE runs SET lease_owner = ?1, lease_expires_at = ?2 \
          WHERE rowid IN (SELECT rowid FROM runs INDEXED BY runs_due \
              WHERE state IN ('pending', 'retrying') AND dispatch_at IS NOT NULL AND dispatch_at <= ?3 \
-               AND (lease_expires_at IS NULL OR lease_expires_at <= ?3) \
+               AND (lease_expires_at IS NULL OR (lease_expires_at <= ?3 AND lease_owner <> ?1)) \
              ORDER BY dispatch_at LIMIT ?4) \
          RETURNING {RUN_COLUMNS}"
     )))
