@@ -74,6 +74,8 @@ pub struct SqliteStore {
     writer: SqlitePool,
     /// Reads.
     reader: SqlitePool,
+    /// Parsed definitions of recently claimed schedules.
+    cache: claim::ScheduleCache,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -87,7 +89,7 @@ impl SqliteStore {
     /// a newer ScheduleZero wrote, is refused and left untouched.
     pub async fn open(options: SqliteOptions) -> StoreResult<SqliteStore> {
         let (writer, reader) = open::open_pools(&options).await?;
-        Ok(SqliteStore { options, writer, reader })
+        Ok(SqliteStore { options, writer, reader, cache: claim::ScheduleCache::default() })
     }
 
     /// Opens the store at `path` with the default options.

@@ -3,12 +3,13 @@
 //! leased to the claiming node. Set-based: a handful of statements whatever the batch size.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 
 use schedulezero_core::Timestamp;
 use schedulezero_core::plan::{DueSchedule, SlotFate, plan_fires};
 use schedulezero_core::policy::{OverlapPolicy, Policies};
 use schedulezero_core::run::{Run, RunId, RunState};
-use schedulezero_core::schedule::{ScheduleId, Target};
+use schedulezero_core::schedule::{Schedule, ScheduleId, ScheduleState, Target};
 use schedulezero_core::trigger::Trigger;
 use serde::Serialize;
 use serde_json::Value;
@@ -22,33 +23,158 @@ use super::codec::{
 use super::{LEASE_TTL, SqliteStore};
 use crate::{ClaimBatch, Dispatch, StoreError, StoreResult};
 
-/// A due schedule as read inside the claim.
-struct Due {
-    id: ScheduleId,
+/// A schedule's definition as the claim needs it, parsed once per revision.
+pub(super) struct Parsed {
+    revision: i64,
     trigger: Trigger,
     policies: Policies,
-    next_fire_at: Timestamp,
     handler_id: String,
     method: String,
     params_text: String,
     params: Value,
 }
 
-fn decode_due(row: &SqliteRow) -> StoreResult<Due> {
+/// Parsed definitions of the schedules this node claimed lately, by id. Claims read only each
+/// due schedule's id, next fire time and revision; the trigger, policies and target are parsed
+/// again only when the revision changed (an update, on any node).
+#[derive(Default)]
+pub(super) struct ScheduleCache {
+    map: Mutex<HashMap<ScheduleId, Arc<Parsed>>>,
+}
+
+/// Past this many entries the cache starts over (a million schedules cost a re-parse each).
+const CACHE_CAP: usize = 200_000;
+
+impl ScheduleCache {
+    fn get(&self, id: &ScheduleId, revision: i64) -> Option<Arc<Parsed>> {
+        let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(id).filter(|p| p.revision == revision).cloned()
+    }
+
+    fn put(&self, id: ScheduleId, parsed: Arc<Parsed>) {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= CACHE_CAP {
+            map.clear();
+        }
+        map.insert(id, parsed);
+    }
+
+    /// Remembers a schedule this node just wrote (while there is room), so its first claim
+    /// need not parse it.
+    pub(super) fn remember(&self, s: &Schedule, revision: i64, params_text: String) {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        if s.state != ScheduleState::Active {
+            map.remove(&s.id);
+            return;
+        }
+        if map.len() >= CACHE_CAP && !map.contains_key(&s.id) {
+            return;
+        }
+        map.insert(
+            s.id,
+            Arc::new(Parsed {
+                revision,
+                trigger: s.trigger.clone(),
+                policies: s.policies,
+                handler_id: s.target.handler_id.clone(),
+                method: s.target.method.clone(),
+                params_text,
+                params: s.target.params.clone(),
+            }),
+        );
+    }
+
+    pub(super) fn forget(&self, id: &ScheduleId) {
+        self.map.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+    }
+}
+
+fn decode_parsed(row: &SqliteRow) -> StoreResult<Parsed> {
     let created_at = from_ms(get(row, "created_at")?)?;
     let trigger: String = get(row, "trigger")?;
     let policies: String = get(row, "policies")?;
     let params_text: String = get(row, "params")?;
-    Ok(Due {
-        id: get(row, "id")?,
+    Ok(Parsed {
+        revision: get(row, "revision")?,
         trigger: parse_trigger(&trigger, created_at)?,
         policies: parse_policies(&policies)?,
-        next_fire_at: from_ms(get(row, "next_fire_at")?)?,
         handler_id: get(row, "handler_id")?,
         method: get(row, "method")?,
         params: parse_json(&params_text, "stored params")?,
         params_text,
     })
+}
+
+/// A due schedule inside the claim.
+struct Due {
+    id: ScheduleId,
+    next_fire_at: Timestamp,
+    def: Arc<Parsed>,
+}
+
+/// Reads the due schedules: their ids, next fire times and revisions in one row, then the
+/// definitions this node has not parsed at their revision. Unreadable ones are returned apart.
+async fn read_due(
+    store: &SqliteStore,
+    tx: &mut Transaction<'static, Sqlite>,
+    now: Timestamp,
+    limit: usize,
+) -> StoreResult<(Vec<Due>, Vec<ScheduleId>)> {
+    let ctx = "cannot read due schedules";
+    let list: String = sqlx::query_scalar(
+        "SELECT json_group_array(json_array(hex(id), next_fire_at, revision)) FROM ( \
+             SELECT id, next_fire_at, revision FROM schedules \
+             WHERE state = 'active' AND next_fire_at <= ?1 ORDER BY next_fire_at LIMIT ?2)",
+    )
+    .bind(ms(now))
+    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(db_err(ctx))?;
+    let list: Vec<(String, i64, i64)> =
+        serde_json::from_str(&list).map_err(|e| StoreError::Corrupt(format!("due schedules: {e}")))?;
+    let mut due = Vec::with_capacity(list.len());
+    let mut missing = Vec::new();
+    for (id, next_fire_at, revision) in list {
+        let id = Uuid::parse_str(&id).map_err(|e| StoreError::Corrupt(format!("schedule id {id}: {e}")))?;
+        let next_fire_at = from_ms(next_fire_at)?;
+        match store.cache.get(&id, revision) {
+            Some(def) => due.push(Due { id, next_fire_at, def }),
+            None => missing.push((id, next_fire_at)),
+        }
+    }
+    let mut broken = Vec::new();
+    if !missing.is_empty() {
+        let rows = sqlx::query(
+            "SELECT id, revision, trigger, policies, handler_id, method, params, created_at \
+             FROM schedules WHERE id IN (SELECT unhex(value) FROM json_each(?1))",
+        )
+        .bind(hex_array(missing.iter().map(|(id, _)| id)))
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(db_err(ctx))?;
+        let mut parsed = HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let id: ScheduleId = get(row, "id")?;
+            match decode_parsed(row) {
+                Ok(def) => {
+                    let def = Arc::new(def);
+                    store.cache.put(id, def.clone());
+                    parsed.insert(id, def);
+                }
+                Err(e) => {
+                    tracing::error!(schedule = %id, error = %e, "a stored schedule cannot be read; pausing it");
+                    broken.push(id);
+                }
+            }
+        }
+        for (id, next_fire_at) in missing {
+            if let Some(def) = parsed.remove(&id) {
+                due.push(Due { id, next_fire_at, def });
+            }
+        }
+    }
+    Ok((due, broken))
 }
 
 /// One new run as a JSON array for `json_each` (see the INSERT below for the positions).
@@ -97,32 +223,11 @@ pub(super) async fn claim_due(
         return Ok(batch);
     }
     let mut tx = store.write(ctx).await?;
-    let rows = sqlx::query(
-        "SELECT id, trigger, policies, next_fire_at, handler_id, method, params, created_at \
-         FROM schedules WHERE state = 'active' AND next_fire_at <= ?1 ORDER BY next_fire_at LIMIT ?2",
-    )
-    .bind(ms(now))
-    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-    .fetch_all(&mut *tx)
-    .await
-    .map_err(db_err(ctx))?;
-    batch.schedules = rows.len();
-    if rows.is_empty() {
+    let (due, broken) = read_due(store, &mut tx, now, limit).await?;
+    batch.schedules = due.len() + broken.len();
+    if batch.schedules == 0 {
         return Ok(batch);
     }
-    let mut due = Vec::with_capacity(rows.len());
-    let mut broken = Vec::new();
-    for row in &rows {
-        match decode_due(row) {
-            Ok(d) => due.push(d),
-            Err(e) => {
-                let id: ScheduleId = get(row, "id")?;
-                tracing::error!(schedule = %id, error = %e, "a stored schedule cannot be read; pausing it");
-                broken.push(id);
-            }
-        }
-    }
-    drop(rows);
     if !broken.is_empty() {
         sqlx::query(
             "UPDATE schedules SET state = 'paused', updated_at = ?2 \
@@ -148,8 +253,8 @@ pub(super) async fn claim_due(
         let plan = plan_fires(
             &DueSchedule {
                 id: d.id,
-                trigger: &d.trigger,
-                policies: &d.policies,
+                trigger: &d.def.trigger,
+                policies: &d.def.policies,
                 next_fire_at: d.next_fire_at,
                 active_runs,
                 queued_runs,
@@ -160,7 +265,7 @@ pub(super) async fn claim_due(
         if plan.cancel_active {
             replace.push(d.id);
         }
-        let max_attempts = d.policies.retry.max_attempts;
+        let max_attempts = d.def.policies.retry.max_attempts;
         for slot in plan.slots {
             let (state, dispatch_at, slot_count, error) = match slot.fate {
                 SlotFate::Run { dispatch_at } => (RunState::Pending, Some(dispatch_at), 1, None),
@@ -191,9 +296,9 @@ pub(super) async fn claim_due(
                 dispatch_at.map(ms),
                 state.as_str(),
                 max_attempts,
-                &d.handler_id,
-                &d.method,
-                &d.params_text,
+                &d.def.handler_id,
+                &d.def.method,
+                &d.def.params_text,
                 slot_count,
                 state.is_terminal().then(|| ms(now)),
                 leased.then_some(node),
@@ -213,28 +318,42 @@ pub(super) async fn claim_due(
     }
 
     // Insert the runs; a slot already claimed (by any node, ever) is left alone.
-    let inserted: HashSet<RunId> = if rows.is_empty() {
-        HashSet::new()
-    } else {
+    let planned_rows = rows.len();
+    let mut inserted_rows = 0;
+    if planned_rows > 0 {
         let json = serde_json::to_string(&rows).map_err(encode_err)?;
-        let ids: Vec<RunId> = sqlx::query_scalar(
+        inserted_rows = sqlx::query(
             "INSERT INTO runs (id, schedule_id, scheduled_for, dispatch_at, state, attempt, max_attempts, \
                                handler_id, method, params, created_at, finished_at, error, slot_count, \
                                lease_owner, lease_expires_at) \
              SELECT unhex(value->>0), unhex(value->>1), value->>2, value->>3, value->>4, 0, value->>5, \
                     value->>6, value->>7, value->>8, ?2, value->>10, value->>13, value->>9, \
                     value->>11, value->>12 \
-             FROM json_each(?1) WHERE true \
-             ON CONFLICT (schedule_id, scheduled_for) DO NOTHING \
-             RETURNING id",
+             FROM jsonb_each(?1) WHERE true \
+             ON CONFLICT (schedule_id, scheduled_for) DO NOTHING",
         )
         .bind(json)
         .bind(ms(now))
-        .fetch_all(&mut *tx)
+        .execute(&mut *tx)
         .await
-        .map_err(db_err(ctx))?;
-        ids.into_iter().collect()
+        .map_err(db_err(ctx))?
+        .rows_affected() as usize;
+    }
+    // Usually every slot was new; otherwise, which ones were (ours exist, the others do not).
+    let inserted: Option<HashSet<RunId>> = if inserted_rows == planned_rows {
+        None
+    } else if inserted_rows == 0 {
+        Some(HashSet::new())
+    } else {
+        let ids: Vec<RunId> =
+            sqlx::query_scalar("SELECT id FROM runs WHERE id IN (SELECT unhex(value) FROM json_each(?1))")
+                .bind(hex_array(planned.iter().map(|p| &p.id)))
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db_err(ctx))?;
+        Some(ids.into_iter().collect())
     };
+    let was_inserted = |id: &RunId| inserted.as_ref().is_none_or(|set| set.contains(id));
     drop(rows);
 
     // Move each schedule on; an exhausted one is finished (and frees its name).
@@ -243,7 +362,7 @@ pub(super) async fn claim_due(
         "UPDATE schedules SET next_fire_at = j.value->>1, \
              state = CASE WHEN j.value->>1 IS NULL THEN 'finished' ELSE state END, \
              updated_at = CASE WHEN j.value->>1 IS NULL THEN ?2 ELSE updated_at END \
-         FROM json_each(?1) AS j WHERE schedules.id = unhex(j.value->>0)",
+         FROM jsonb_each(?1) AS j WHERE schedules.id = unhex(j.value->>0)",
     )
     .bind(json)
     .bind(ms(now))
@@ -252,13 +371,14 @@ pub(super) async fn claim_due(
     .map_err(db_err(ctx))?;
 
     if !replace.is_empty() {
-        batch.cancel = replace_active(&mut tx, &replace, &inserted, now).await?;
+        let new: HashSet<RunId> = planned.iter().map(|p| p.id).collect();
+        batch.cancel = replace_active(&mut tx, &replace, &new, now).await?;
     }
 
     tx.commit().await.map_err(db_err(ctx))?;
 
     for p in planned {
-        if !inserted.contains(&p.id) {
+        if !was_inserted(&p.id) {
             continue;
         }
         batch.slots += p.slot_count as usize;
@@ -274,11 +394,11 @@ pub(super) async fn claim_due(
                 dispatch_at: p.dispatch_at,
                 state: p.state,
                 attempt: 0,
-                max_attempts: d.policies.retry.max_attempts,
+                max_attempts: d.def.policies.retry.max_attempts,
                 target: Target {
-                    handler_id: d.handler_id.clone(),
-                    method: d.method.clone(),
-                    params: d.params.clone(),
+                    handler_id: d.def.handler_id.clone(),
+                    method: d.def.method.clone(),
+                    params: d.def.params.clone(),
                 },
                 created_at: now,
                 started_at: None,
@@ -287,7 +407,7 @@ pub(super) async fn claim_due(
                 error: None,
                 slot_count: p.slot_count,
             },
-            policies: d.policies,
+            policies: d.def.policies,
         });
     }
     Ok(batch)
@@ -300,7 +420,7 @@ async fn active_counts(
     due: &[Due],
 ) -> StoreResult<HashMap<ScheduleId, (u32, u32)>> {
     let ids: Vec<&ScheduleId> =
-        due.iter().filter(|d| d.policies.overlap != OverlapPolicy::Allow).map(|d| &d.id).collect();
+        due.iter().filter(|d| d.def.policies.overlap != OverlapPolicy::Allow).map(|d| &d.id).collect();
     let mut counts = HashMap::new();
     if ids.is_empty() {
         return Ok(counts);
@@ -309,7 +429,7 @@ async fn active_counts(
         "SELECT schedule_id, \
                 sum(NOT (state = 'pending' AND dispatch_at IS NULL)), \
                 sum(state = 'pending' AND dispatch_at IS NULL) \
-         FROM runs \
+         FROM runs INDEXED BY runs_active \
          WHERE schedule_id IN (SELECT unhex(value) FROM json_each(?1)) \
            AND state IN ('pending', 'running', 'retrying') \
          GROUP BY schedule_id",
@@ -324,18 +444,18 @@ async fn active_counts(
     Ok(counts)
 }
 
-/// Overlap `replace`: the schedules' active runs (not the ones just inserted) are to be cancelled.
+/// Overlap `replace`: the schedules' active runs (not the ones this claim made) are to be cancelled.
 /// Those not started yet are cancelled here; all are returned, so the dispatcher stops the
 /// running ones.
 async fn replace_active(
     tx: &mut Transaction<'static, Sqlite>,
     schedules: &[ScheduleId],
-    inserted: &HashSet<RunId>,
+    new: &HashSet<RunId>,
     now: Timestamp,
 ) -> StoreResult<Vec<RunId>> {
     let ctx = "cannot cancel replaced runs";
     let active: Vec<RunId> = sqlx::query_scalar(
-        "SELECT id FROM runs \
+        "SELECT id FROM runs INDEXED BY runs_active \
          WHERE schedule_id IN (SELECT unhex(value) FROM json_each(?1)) \
            AND state IN ('pending', 'running', 'retrying') \
            AND NOT (state = 'pending' AND dispatch_at IS NULL)",
@@ -344,13 +464,13 @@ async fn replace_active(
     .fetch_all(&mut **tx)
     .await
     .map_err(db_err(ctx))?;
-    let cancel: Vec<RunId> = active.into_iter().filter(|id| !inserted.contains(id)).collect();
+    let cancel: Vec<RunId> = active.into_iter().filter(|id| !new.contains(id)).collect();
     if !cancel.is_empty() {
         sqlx::query(
             "UPDATE runs SET state = 'cancelled', finished_at = ?2, \
                  error = 'cancelled: replaced by a newer run of its schedule', \
                  lease_owner = NULL, lease_expires_at = NULL \
-             WHERE id IN (SELECT unhex(value) FROM json_each(?1)) AND state IN ('pending', 'retrying')",
+             WHERE id IN (SELECT unhex(value) FROM json_each(?1)) AND +state IN ('pending', 'retrying')",
         )
         .bind(hex_array(&cancel))
         .bind(ms(now))

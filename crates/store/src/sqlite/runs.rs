@@ -34,26 +34,17 @@ pub(super) async fn next_wake(store: &SqliteStore) -> StoreResult<Option<Timesta
     .fetch_optional(&mut *conn)
     .await
     .map_err(db_err(ctx))?;
-    // The first run waiting with no lease on it …
+    // The first run waiting with no lease on it. Leased runs are their node's to start or
+    // release; a dead node's expired leases are found by the polling of the others.
     let unleased: Option<i64> = sqlx::query_scalar(
-        "SELECT dispatch_at FROM runs \
+        "SELECT dispatch_at FROM runs INDEXED BY runs_due \
          WHERE state IN ('pending', 'retrying') AND dispatch_at IS NOT NULL AND lease_expires_at IS NULL \
          ORDER BY dispatch_at LIMIT 1",
     )
     .fetch_optional(&mut *conn)
     .await
     .map_err(db_err(ctx))?;
-    // … and, before it, leased ones that come back when their lease runs out.
-    let lease: Option<i64> = sqlx::query_scalar(
-        "SELECT min(lease_expires_at) FROM runs \
-         WHERE state IN ('pending', 'retrying') AND dispatch_at IS NOT NULL AND lease_expires_at IS NOT NULL \
-           AND dispatch_at <= ?1",
-    )
-    .bind(unleased.unwrap_or(i64::MAX))
-    .fetch_one(&mut *conn)
-    .await
-    .map_err(db_err(ctx))?;
-    [schedule, unleased, lease].into_iter().flatten().min().map(from_ms).transpose()
+    [schedule, unleased].into_iter().flatten().min().map(from_ms).transpose()
 }
 
 /// The policies of the runs' schedules (defaults, with the run's attempts, for runs without one).
@@ -101,9 +92,9 @@ pub(super) async fn lease_due(
     let mut tx = store.write(ctx).await?;
     let rows = sqlx::query(AssertSqlSafe(format!(
         "UPDATE runs SET lease_owner = ?1, lease_expires_at = ?2 \
-         WHERE rowid IN (SELECT rowid FROM runs \
+         WHERE rowid IN (SELECT rowid FROM runs INDEXED BY runs_due \
              WHERE state IN ('pending', 'retrying') AND dispatch_at IS NOT NULL AND dispatch_at <= ?3 \
-               AND (lease_expires_at IS NULL OR lease_expires_at <= ?3) \
+               AND (lease_expires_at IS NULL OR (lease_expires_at <= ?3 AND lease_owner <> ?1)) \
              ORDER BY dispatch_at LIMIT ?4) \
          RETURNING {RUN_COLUMNS}"
     )))
@@ -129,7 +120,7 @@ pub(super) async fn release(store: &SqliteStore, runs: &[RunId]) -> StoreResult<
     let mut tx = store.write(ctx).await?;
     sqlx::query(
         "UPDATE runs SET lease_owner = NULL, lease_expires_at = NULL \
-         WHERE id IN (SELECT unhex(value) FROM json_each(?1)) AND state IN ('pending', 'retrying')",
+         WHERE id IN (SELECT unhex(value) FROM json_each(?1)) AND +state IN ('pending', 'retrying')",
     )
     .bind(hex_array(runs))
     .execute(&mut *tx)
@@ -151,8 +142,8 @@ pub(super) async fn start_attempts(store: &SqliteStore, starts: &[AttemptStart])
     sqlx::query(
         "UPDATE runs SET state = 'running', attempt = j.value->>1, attempt_started_at = j.value->>2, \
              started_at = coalesce(started_at, j.value->>2) \
-         FROM json_each(?1) AS j \
-         WHERE runs.id = unhex(j.value->>0) AND runs.state IN ('pending', 'retrying')",
+         FROM jsonb_each(?1) AS j \
+         WHERE runs.id = unhex(j.value->>0) AND +runs.state IN ('pending', 'retrying')",
     )
     .bind(json)
     .execute(&mut *tx)
@@ -227,7 +218,7 @@ async fn record_in(
     sqlx::query(
         "INSERT INTO attempts (run_id, number, instance, started_at, finished_at, outcome, result, error) \
          SELECT unhex(value->>0), value->>1, value->>2, value->>3, value->>4, value->>5, value->>6, value->>7 \
-         FROM json_each(?1) WHERE true \
+         FROM jsonb_each(?1) WHERE true \
          ON CONFLICT (run_id, number) DO NOTHING",
     )
     .bind(json)
@@ -239,8 +230,8 @@ async fn record_in(
         "UPDATE runs SET state = j.value->>1, dispatch_at = coalesce(j.value->>2, dispatch_at), \
              attempt = max(attempt, j.value->>3), finished_at = j.value->>4, \
              result = j.value->>5, error = j.value->>6, lease_owner = NULL, lease_expires_at = NULL \
-         FROM json_each(?1) AS j \
-         WHERE runs.id = unhex(j.value->>0) AND runs.state IN ('pending', 'running', 'retrying')",
+         FROM jsonb_each(?1) AS j \
+         WHERE runs.id = unhex(j.value->>0) AND +runs.state IN ('pending', 'running', 'retrying')",
     )
     .bind(json)
     .execute(&mut **tx)
@@ -261,7 +252,8 @@ async fn release_queued(
     }
     let ctx = "cannot release queued runs";
     let any: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM runs WHERE state = 'pending' AND dispatch_at IS NULL)",
+        "SELECT EXISTS (SELECT 1 FROM runs INDEXED BY runs_queued \
+         WHERE state = 'pending' AND dispatch_at IS NULL)",
     )
     .fetch_one(&mut **tx)
     .await
@@ -270,11 +262,12 @@ async fn release_queued(
         return Ok(());
     }
     sqlx::query(
-        "UPDATE runs SET dispatch_at = ?2 \
+        "UPDATE runs INDEXED BY runs_queued SET dispatch_at = ?2 \
          WHERE state = 'pending' AND dispatch_at IS NULL \
            AND schedule_id IN (SELECT r.schedule_id FROM runs r \
                                WHERE r.id IN (SELECT unhex(value) FROM json_each(?1))) \
            AND NOT EXISTS (SELECT 1 FROM runs a \
+                           INDEXED BY runs_active \
                            WHERE a.schedule_id = runs.schedule_id \
                              AND a.state IN ('pending', 'running', 'retrying') \
                              AND NOT (a.state = 'pending' AND a.dispatch_at IS NULL))",
@@ -357,7 +350,7 @@ pub(super) async fn recover(store: &SqliteStore, now: Timestamp) -> StoreResult<
     recovery.interrupted = ends.len();
     record_in(&mut tx, &ends, now).await?;
     let released = sqlx::query(
-        "UPDATE runs SET lease_owner = NULL, lease_expires_at = NULL \
+        "UPDATE runs INDEXED BY runs_due SET lease_owner = NULL, lease_expires_at = NULL \
          WHERE state IN ('pending', 'retrying') AND dispatch_at IS NOT NULL AND lease_expires_at IS NOT NULL",
     )
     .execute(&mut *tx)

@@ -6,6 +6,7 @@ use schedulezero_core::Timestamp;
 use schedulezero_core::schedule::{Schedule, ScheduleId, ScheduleState};
 use serde::Serialize;
 use sqlx::AssertSqlSafe;
+use uuid::Uuid;
 
 use super::SqliteStore;
 use super::codec::{SCHEDULE_COLUMNS, db_err, hex, is_unique_violation, ms, opt_ms, schedule_from_row};
@@ -28,6 +29,7 @@ struct ScheduleRow<'a>(
     Option<i64>,
     i64,
     i64,
+    i64,
 );
 
 fn row_of(s: &Schedule) -> ScheduleRow<'_> {
@@ -43,7 +45,14 @@ fn row_of(s: &Schedule) -> ScheduleRow<'_> {
         opt_ms(s.next_fire_at),
         ms(s.created_at),
         ms(s.updated_at),
+        first_revision(),
     )
+}
+
+/// A new schedule's revision: random, so a node's cache never mistakes a schedule deleted and
+/// inserted again under the same id for the one it parsed before.
+fn first_revision() -> i64 {
+    (Uuid::now_v7().as_u64_pair().1 >> 2) as i64
 }
 
 fn encode_err(e: serde_json::Error) -> StoreError {
@@ -62,15 +71,17 @@ pub(super) async fn insert_bulk(store: &SqliteStore, schedules: &[Schedule]) -> 
         }
     }
     let mut tx = store.write(ctx).await?;
+    let mut written = Vec::with_capacity(schedules.len());
     for chunk in schedules.chunks(INSERT_CHUNK) {
         let rows: Vec<ScheduleRow<'_>> = chunk.iter().map(row_of).collect();
+        written.extend(rows.iter().map(|r| (r.11, r.5.clone())));
         let json = serde_json::to_string(&rows).map_err(encode_err)?;
         let done = sqlx::query(
             "INSERT INTO schedules (id, name, trigger, handler_id, method, params, policies, state, \
-                                    next_fire_at, created_at, updated_at) \
+                                    next_fire_at, created_at, updated_at, revision) \
              SELECT unhex(value->>0), value->>1, value->>2, value->>3, value->>4, value->>5, value->>6, \
-                    value->>7, value->>8, value->>9, value->>10 \
-             FROM json_each(?1)",
+                    value->>7, value->>8, value->>9, value->>10, value->>11 \
+             FROM jsonb_each(?1)",
         )
         .bind(json)
         .execute(&mut *tx)
@@ -94,7 +105,11 @@ pub(super) async fn insert_bulk(store: &SqliteStore, schedules: &[Schedule]) -> 
             Err(e) => return Err(db_err(ctx)(e)),
         }
     }
-    tx.commit().await.map_err(db_err(ctx))
+    tx.commit().await.map_err(db_err(ctx))?;
+    for (s, (revision, params_text)) in schedules.iter().zip(written) {
+        store.cache.remember(s, revision, params_text);
+    }
+    Ok(())
 }
 
 pub(super) async fn get(store: &SqliteStore, id: ScheduleId) -> StoreResult<Option<Schedule>> {
@@ -120,28 +135,31 @@ pub(super) async fn find(store: &SqliteStore, name: &str) -> StoreResult<Option<
 pub(super) async fn update(store: &SqliteStore, s: &Schedule) -> StoreResult<()> {
     let ctx = "cannot update a schedule";
     let mut tx = store.write(ctx).await?;
-    let done = sqlx::query(
+    let params_text = s.target.params.to_string();
+    let done: Result<Option<i64>, sqlx::Error> = sqlx::query_scalar(
         "UPDATE schedules SET name = ?2, trigger = ?3, handler_id = ?4, method = ?5, params = ?6, \
-             policies = ?7, state = ?8, next_fire_at = ?9, updated_at = ?10 \
-         WHERE id = ?1",
+             policies = ?7, state = ?8, next_fire_at = ?9, updated_at = ?10, revision = revision + 1 \
+         WHERE id = ?1 RETURNING revision",
     )
     .bind(s.id)
     .bind(&s.name)
     .bind(s.trigger.to_json().to_string())
     .bind(&s.target.handler_id)
     .bind(&s.target.method)
-    .bind(s.target.params.to_string())
+    .bind(&params_text)
     .bind(s.policies.to_json().to_string())
     .bind(s.state.as_str())
     .bind(opt_ms(s.next_fire_at))
     .bind(ms(s.updated_at))
-    .execute(&mut *tx)
+    .fetch_optional(&mut *tx)
     .await;
     match done {
-        Ok(r) if r.rows_affected() == 0 => {
-            Err(StoreError::NotFound { kind: "schedule", id: s.id.to_string() })
+        Ok(None) => Err(StoreError::NotFound { kind: "schedule", id: s.id.to_string() }),
+        Ok(Some(revision)) => {
+            tx.commit().await.map_err(db_err(ctx))?;
+            store.cache.remember(s, revision, params_text);
+            Ok(())
         }
-        Ok(_) => tx.commit().await.map_err(db_err(ctx)),
         Err(e) if is_unique_violation(&e, "schedules.name") => Err(StoreError::DuplicateName(s.name.clone())),
         Err(e) => Err(db_err(ctx)(e)),
     }
@@ -159,6 +177,7 @@ pub(super) async fn delete(store: &SqliteStore, id: ScheduleId, now: Timestamp) 
     if deleted == 0 {
         return Ok(false);
     }
+    store.cache.forget(&id);
     // Its runs that have not started are cancelled; running ones are the dispatcher's to end.
     sqlx::query(
         "UPDATE runs SET state = 'cancelled', finished_at = ?2, error = 'the schedule was deleted', \

@@ -18,6 +18,8 @@ const V1: &str = r#"
 --   policies      core Policies::to_json
 --   state         active | paused | finished
 --   next_fire_at  the first slot not yet claimed; NULL once the trigger is exhausted
+--   revision      bumped by every update of the definition, so a node may cache the parsed
+--                 trigger and policies (claims only move next_fire_at and state)
 CREATE TABLE schedules (
     id           BLOB PRIMARY KEY NOT NULL,
     name         TEXT NOT NULL,
@@ -29,7 +31,8 @@ CREATE TABLE schedules (
     state        TEXT NOT NULL CHECK (state IN ('active', 'paused', 'finished')),
     next_fire_at INTEGER,
     created_at   INTEGER NOT NULL,
-    updated_at   INTEGER NOT NULL
+    updated_at   INTEGER NOT NULL,
+    revision     INTEGER NOT NULL DEFAULT 0
 );
 -- A name is unique among live schedules only.
 CREATE UNIQUE INDEX schedules_live_name ON schedules (name) WHERE state <> 'finished';
