@@ -298,8 +298,8 @@ pub(super) async fn recover(store: &SqliteStore, now: Timestamp) -> StoreResult<
         "SELECT r.id, r.attempt, r.max_attempts, \
                 coalesce(r.attempt_started_at, r.started_at, r.created_at) AS attempt_started_at, \
                 s.policies \
-         FROM runs r LEFT JOIN schedules s ON s.id = r.schedule_id \
-         WHERE r.state = 'running'",
+         FROM runs r INDEXED BY runs_active LEFT JOIN schedules s ON s.id = r.schedule_id \
+         WHERE r.state IN ('pending', 'running', 'retrying') AND r.state = 'running'",
     )
     .fetch_all(&mut *tx)
     .await
