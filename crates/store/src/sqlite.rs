@@ -16,6 +16,7 @@
 //! never wait for the writer). Hot paths are set-based: one statement per batch, its rows passed
 //! as one JSON array parameter read with `json_each`.
 
+mod batch;
 mod claim;
 mod codec;
 mod handlers;

@@ -11,16 +11,13 @@ use schedulezero_core::policy::{OverlapPolicy, Policies};
 use schedulezero_core::run::{Run, RunId, RunState};
 use schedulezero_core::schedule::{Schedule, ScheduleId, ScheduleState, Target};
 use schedulezero_core::trigger::Trigger;
-use serde::Serialize;
 use serde_json::Value;
 use sqlx::sqlite::SqliteRow;
-use sqlx::{Sqlite, Transaction};
+use sqlx::{AssertSqlSafe, Sqlite, Transaction};
 use uuid::Uuid;
 
-use super::codec::{
-    db_err, from_ms, get, hex, hex_array, ms, parse_json, parse_policies, parse_trigger, u32_col,
-};
-use super::{LEASE_TTL, SqliteStore};
+use super::codec::{db_err, from_ms, get, hex_array, ms, parse_json, parse_policies, parse_trigger, u32_col};
+use super::{LEASE_TTL, SqliteStore, batch};
 use crate::{ClaimBatch, Dispatch, StoreError, StoreResult};
 
 /// A schedule's definition as the claim needs it, parsed once per revision.
@@ -177,24 +174,23 @@ async fn read_due(
     Ok((due, broken))
 }
 
-/// One new run as a JSON array for `json_each` (see the INSERT below for the positions).
-#[derive(Serialize)]
-struct NewRun<'a>(
-    String,
-    String,
-    i64,
-    Option<i64>,
-    &'static str,
-    u32,
-    &'a str,
-    &'a str,
-    &'a str,
-    u32,
-    Option<i64>,
-    Option<&'a str>,
-    Option<i64>,
-    Option<String>,
-);
+/// One new run, as bound into the INSERT below.
+struct NewRun<'a> {
+    id: RunId,
+    schedule_id: ScheduleId,
+    scheduled_for: i64,
+    dispatch_at: Option<i64>,
+    state: &'static str,
+    max_attempts: u32,
+    handler_id: &'a str,
+    method: &'a str,
+    params: &'a str,
+    slot_count: u32,
+    finished_at: Option<i64>,
+    lease_owner: Option<&'a str>,
+    lease_expires_at: Option<i64>,
+    error: Option<String>,
+}
 
 /// What the claim remembers of a run it tries to insert.
 struct Planned {
@@ -205,10 +201,6 @@ struct Planned {
     state: RunState,
     slot_count: u32,
     leased: bool,
-}
-
-fn encode_err(e: serde_json::Error) -> StoreError {
-    StoreError::Backend { context: "cannot encode a claim".to_string(), source: Box::new(e) }
 }
 
 pub(super) async fn claim_due(
@@ -246,7 +238,7 @@ pub(super) async fn claim_due(
     let lease_until = ms(now + LEASE_TTL);
     let mut planned: Vec<Planned> = Vec::new();
     let mut rows: Vec<NewRun<'_>> = Vec::new();
-    let mut next_fires: Vec<(String, Option<i64>)> = Vec::with_capacity(due.len());
+    let mut next_fires: Vec<(ScheduleId, Option<i64>)> = Vec::with_capacity(due.len());
     let mut replace: Vec<ScheduleId> = Vec::new();
     for (i, d) in due.iter().enumerate() {
         let (active_runs, queued_runs) = counts.get(&d.id).copied().unwrap_or((0, 0));
@@ -261,7 +253,7 @@ pub(super) async fn claim_due(
             },
             now,
         );
-        next_fires.push((hex(d.id), plan.next_fire_at.map(ms)));
+        next_fires.push((d.id, plan.next_fire_at.map(ms)));
         if plan.cancel_active {
             replace.push(d.id);
         }
@@ -289,22 +281,22 @@ pub(super) async fn claim_due(
             };
             let leased = state == RunState::Pending && dispatch_at.is_some_and(|t| t <= now);
             let id = Uuid::now_v7();
-            rows.push(NewRun(
-                hex(id),
-                hex(d.id),
-                ms(slot.scheduled_for),
-                dispatch_at.map(ms),
-                state.as_str(),
+            rows.push(NewRun {
+                id,
+                schedule_id: d.id,
+                scheduled_for: ms(slot.scheduled_for),
+                dispatch_at: dispatch_at.map(ms),
+                state: state.as_str(),
                 max_attempts,
-                &d.def.handler_id,
-                &d.def.method,
-                &d.def.params_text,
+                handler_id: &d.def.handler_id,
+                method: &d.def.method,
+                params: &d.def.params_text,
                 slot_count,
-                state.is_terminal().then(|| ms(now)),
-                leased.then_some(node),
-                leased.then_some(lease_until),
+                finished_at: state.is_terminal().then(|| ms(now)),
+                lease_owner: leased.then_some(node),
+                lease_expires_at: leased.then_some(lease_until),
                 error,
-            ));
+            });
             planned.push(Planned {
                 id,
                 due: i,
@@ -320,24 +312,34 @@ pub(super) async fn claim_due(
     // Insert the runs; a slot already claimed (by any node, ever) is left alone.
     let planned_rows = rows.len();
     let mut inserted_rows = 0;
-    if planned_rows > 0 {
-        let json = serde_json::to_string(&rows).map_err(encode_err)?;
-        inserted_rows = sqlx::query(
-            "INSERT INTO runs (id, schedule_id, scheduled_for, dispatch_at, state, attempt, max_attempts, \
-                               handler_id, method, params, created_at, finished_at, error, slot_count, \
-                               lease_owner, lease_expires_at) \
-             SELECT unhex(value->>0), unhex(value->>1), value->>2, value->>3, value->>4, 0, value->>5, \
-                    value->>6, value->>7, value->>8, ?2, value->>10, value->>13, value->>9, \
-                    value->>11, value->>12 \
-             FROM jsonb_each(?1) WHERE true \
-             ON CONFLICT (schedule_id, scheduled_for) DO NOTHING",
-        )
-        .bind(json)
-        .bind(ms(now))
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err(ctx))?
-        .rows_affected() as usize;
+    for chunk in batch::chunks(&rows) {
+        let sql = format!(
+            "INSERT INTO runs (id, schedule_id, scheduled_for, dispatch_at, state, max_attempts, \
+                               handler_id, method, params, slot_count, finished_at, lease_owner, \
+                               lease_expires_at, error, created_at) \
+             VALUES {} ON CONFLICT (schedule_id, scheduled_for) DO NOTHING",
+            batch::values(chunk.len(), 15)
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for r in chunk {
+            q = q
+                .bind(r.id)
+                .bind(r.schedule_id)
+                .bind(r.scheduled_for)
+                .bind(r.dispatch_at)
+                .bind(r.state)
+                .bind(r.max_attempts)
+                .bind(r.handler_id)
+                .bind(r.method)
+                .bind(r.params)
+                .bind(r.slot_count)
+                .bind(r.finished_at)
+                .bind(r.lease_owner)
+                .bind(r.lease_expires_at)
+                .bind(r.error.as_deref())
+                .bind(ms(now));
+        }
+        inserted_rows += q.execute(&mut *tx).await.map_err(db_err(ctx))?.rows_affected() as usize;
     }
     // Usually every slot was new; otherwise, which ones were (ours exist, the others do not).
     let inserted: Option<HashSet<RunId>> = if inserted_rows == planned_rows {
@@ -357,18 +359,20 @@ pub(super) async fn claim_due(
     drop(rows);
 
     // Move each schedule on; an exhausted one is finished (and frees its name).
-    let json = serde_json::to_string(&next_fires).map_err(encode_err)?;
-    sqlx::query(
-        "UPDATE schedules SET next_fire_at = j.value->>1, \
-             state = CASE WHEN j.value->>1 IS NULL THEN 'finished' ELSE state END, \
-             updated_at = CASE WHEN j.value->>1 IS NULL THEN ?2 ELSE updated_at END \
-         FROM jsonb_each(?1) AS j WHERE schedules.id = unhex(j.value->>0)",
-    )
-    .bind(json)
-    .bind(ms(now))
-    .execute(&mut *tx)
-    .await
-    .map_err(db_err(ctx))?;
+    for chunk in batch::chunks(&next_fires) {
+        let sql = format!(
+            "UPDATE schedules SET next_fire_at = j.column2, \
+                 state = CASE WHEN j.column2 IS NULL THEN 'finished' ELSE state END, \
+                 updated_at = CASE WHEN j.column2 IS NULL THEN ? ELSE updated_at END \
+             FROM (VALUES {}) AS j WHERE schedules.id = j.column1",
+            batch::values(chunk.len(), 2)
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql)).bind(ms(now));
+        for (id, next) in chunk {
+            q = q.bind(*id).bind(*next);
+        }
+        q.execute(&mut *tx).await.map_err(db_err(ctx))?;
+    }
 
     if !replace.is_empty() {
         let new: HashSet<RunId> = planned.iter().map(|p| p.id).collect();

@@ -7,22 +7,17 @@ use schedulezero_core::Timestamp;
 use schedulezero_core::policy::{Policies, RetryPolicy};
 use schedulezero_core::run::{Attempt, AttemptOutcome, NextStep, Run, RunId, RunState, after_attempt};
 use schedulezero_core::schedule::ScheduleId;
-use serde::Serialize;
 use sqlx::{AssertSqlSafe, Sqlite, Transaction};
 
 use super::codec::{
-    RUN_COLUMNS, attempt_from_row, db_err, from_ms, get, hex, hex_array, ms, opt_ms, parse_policies,
-    run_from_row, run_state, u32_col,
+    RUN_COLUMNS, attempt_from_row, db_err, from_ms, get, hex_array, ms, opt_ms, parse_policies, run_from_row,
+    run_state, u32_col,
 };
-use super::{LEASE_TTL, SqliteStore};
+use super::{LEASE_TTL, SqliteStore, batch};
 use crate::{AttemptEnd, AttemptStart, Dispatch, Recovery, RunFilter, StoreError, StoreResult};
 
 /// Runs deleted per transaction by `purge_history`, so other writers get the lock in between.
 const PURGE_BATCH: i64 = 2_000;
-
-fn encode_err(e: serde_json::Error) -> StoreError {
-    StoreError::Backend { context: "cannot encode a batch of runs".to_string(), source: Box::new(e) }
-}
 
 pub(super) async fn next_wake(store: &SqliteStore) -> StoreResult<Option<Timestamp>> {
     let ctx = "cannot compute the next wake-up";
@@ -134,31 +129,39 @@ pub(super) async fn start_attempts(store: &SqliteStore, starts: &[AttemptStart])
         return Ok(());
     }
     let ctx = "cannot start attempts";
-    let rows: Vec<(String, u32, i64)> =
-        starts.iter().map(|s| (hex(s.run_id), s.attempt, ms(s.started_at))).collect();
-    let json = serde_json::to_string(&rows).map_err(encode_err)?;
     let mut tx = store.write(ctx).await?;
-    // Only runs still waiting: one cancelled meanwhile stays cancelled.
-    sqlx::query(
-        "UPDATE runs SET state = 'running', attempt = j.value->>1, attempt_started_at = j.value->>2, \
-             started_at = coalesce(started_at, j.value->>2) \
-         FROM jsonb_each(?1) AS j \
-         WHERE runs.id = unhex(j.value->>0) AND +runs.state IN ('pending', 'retrying')",
-    )
-    .bind(json)
-    .execute(&mut *tx)
-    .await
-    .map_err(db_err(ctx))?;
+    for chunk in batch::chunks(starts) {
+        // Only runs still waiting: one cancelled meanwhile stays cancelled.
+        let sql = format!(
+            "UPDATE runs SET state = 'running', attempt = j.column2, attempt_started_at = j.column3, \
+                 started_at = coalesce(started_at, j.column3) \
+             FROM (VALUES {}) AS j \
+             WHERE runs.id = j.column1 AND +runs.state IN ('pending', 'retrying')",
+            batch::values(chunk.len(), 3)
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for st in chunk {
+            q = q.bind(st.run_id).bind(st.attempt).bind(ms(st.started_at));
+        }
+        q.execute(&mut *tx).await.map_err(db_err(ctx))?;
+    }
     tx.commit().await.map_err(db_err(ctx))
 }
 
-/// An ended attempt as a JSON array for `json_each`.
-#[derive(Serialize)]
-struct AttemptRow<'a>(String, u32, Option<&'a str>, i64, i64, &'static str, Option<String>, Option<&'a str>);
-
-/// A run's move after an attempt, as a JSON array for `json_each`.
-#[derive(Serialize)]
-struct RunMove<'a>(String, &'static str, Option<i64>, u32, Option<i64>, Option<String>, Option<&'a str>);
+/// An ended attempt and its run's next move, as bound into the statements of `record_in`.
+struct Ended<'a> {
+    run_id: RunId,
+    number: u32,
+    instance: Option<&'a str>,
+    started_at: i64,
+    finished_at: i64,
+    outcome: &'static str,
+    result: Option<String>,
+    error: Option<&'a str>,
+    state: &'static str,
+    dispatch_at: Option<i64>,
+    run_finished_at: Option<i64>,
+}
 
 pub(super) async fn record_attempts(
     store: &SqliteStore,
@@ -181,62 +184,71 @@ async fn record_in(
     now: Timestamp,
 ) -> StoreResult<()> {
     let ctx = "cannot record attempts";
-    let mut attempts = Vec::with_capacity(ends.len());
-    let mut moves = Vec::with_capacity(ends.len());
+    let mut rows = Vec::with_capacity(ends.len());
     let mut finished = Vec::new();
     for end in ends {
         let a = &end.attempt;
-        let result = a.result.as_ref().map(|v| v.to_string());
-        attempts.push(AttemptRow(
-            hex(a.run_id),
-            a.number,
-            a.instance.as_deref(),
-            ms(a.started_at),
-            ms(a.finished_at),
-            a.outcome.as_str(),
-            result.clone(),
-            a.error.as_deref(),
-        ));
-        let (state, dispatch_at, finished_at) = match end.next {
+        let (state, dispatch_at, run_finished_at) = match end.next {
             NextStep::Retry { at } => (RunState::Retrying, Some(ms(at)), None),
             NextStep::Finish(state) => {
                 finished.push(a.run_id);
                 (state, None, Some(ms(a.finished_at)))
             }
         };
-        moves.push(RunMove(
-            hex(a.run_id),
-            state.as_str(),
+        rows.push(Ended {
+            run_id: a.run_id,
+            number: a.number,
+            instance: a.instance.as_deref(),
+            started_at: ms(a.started_at),
+            finished_at: ms(a.finished_at),
+            outcome: a.outcome.as_str(),
+            result: a.result.as_ref().map(|v| v.to_string()),
+            error: a.error.as_deref(),
+            state: state.as_str(),
             dispatch_at,
-            a.number,
-            finished_at,
-            result,
-            a.error.as_deref(),
-        ));
+            run_finished_at,
+        });
     }
-    let json = serde_json::to_string(&attempts).map_err(encode_err)?;
-    sqlx::query(
-        "INSERT INTO attempts (run_id, number, instance, started_at, finished_at, outcome, result, error) \
-         SELECT unhex(value->>0), value->>1, value->>2, value->>3, value->>4, value->>5, value->>6, value->>7 \
-         FROM jsonb_each(?1) WHERE true \
-         ON CONFLICT (run_id, number) DO NOTHING",
-    )
-    .bind(json)
-    .execute(&mut **tx)
-    .await
-    .map_err(db_err(ctx))?;
-    let json = serde_json::to_string(&moves).map_err(encode_err)?;
-    sqlx::query(
-        "UPDATE runs SET state = j.value->>1, dispatch_at = coalesce(j.value->>2, dispatch_at), \
-             attempt = max(attempt, j.value->>3), finished_at = j.value->>4, \
-             result = j.value->>5, error = j.value->>6, lease_owner = NULL, lease_expires_at = NULL \
-         FROM jsonb_each(?1) AS j \
-         WHERE runs.id = unhex(j.value->>0) AND +runs.state IN ('pending', 'running', 'retrying')",
-    )
-    .bind(json)
-    .execute(&mut **tx)
-    .await
-    .map_err(db_err(ctx))?;
+    for chunk in batch::chunks(&rows) {
+        let sql = format!(
+            "INSERT INTO attempts (run_id, number, instance, started_at, finished_at, outcome, result, error) \
+             VALUES {} ON CONFLICT (run_id, number) DO NOTHING",
+            batch::values(chunk.len(), 8)
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for r in chunk {
+            q = q
+                .bind(r.run_id)
+                .bind(r.number)
+                .bind(r.instance)
+                .bind(r.started_at)
+                .bind(r.finished_at)
+                .bind(r.outcome)
+                .bind(r.result.as_deref())
+                .bind(r.error);
+        }
+        q.execute(&mut **tx).await.map_err(db_err(ctx))?;
+        let sql = format!(
+            "UPDATE runs SET state = j.column2, dispatch_at = coalesce(j.column3, dispatch_at), \
+                 attempt = max(attempt, j.column4), finished_at = j.column5, \
+                 result = j.column6, error = j.column7, lease_owner = NULL, lease_expires_at = NULL \
+             FROM (VALUES {}) AS j \
+             WHERE runs.id = j.column1 AND +runs.state IN ('pending', 'running', 'retrying')",
+            batch::values(chunk.len(), 7)
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for r in chunk {
+            q = q
+                .bind(r.run_id)
+                .bind(r.state)
+                .bind(r.dispatch_at)
+                .bind(r.number)
+                .bind(r.run_finished_at)
+                .bind(r.result.as_deref())
+                .bind(r.error);
+        }
+        q.execute(&mut **tx).await.map_err(db_err(ctx))?;
+    }
     release_queued(tx, &finished, now).await
 }
 
@@ -298,8 +310,8 @@ pub(super) async fn recover(store: &SqliteStore, now: Timestamp) -> StoreResult<
         "SELECT r.id, r.attempt, r.max_attempts, \
                 coalesce(r.attempt_started_at, r.started_at, r.created_at) AS attempt_started_at, \
                 s.policies \
-         FROM runs r LEFT JOIN schedules s ON s.id = r.schedule_id \
-         WHERE r.state = 'running'",
+         FROM runs r INDEXED BY runs_active LEFT JOIN schedules s ON s.id = r.schedule_id \
+         WHERE r.state IN ('pending', 'running', 'retrying') AND r.state = 'running'",
     )
     .fetch_all(&mut *tx)
     .await

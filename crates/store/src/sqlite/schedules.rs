@@ -4,49 +4,30 @@ use std::collections::HashSet;
 
 use schedulezero_core::Timestamp;
 use schedulezero_core::schedule::{Schedule, ScheduleId, ScheduleState};
-use serde::Serialize;
 use sqlx::AssertSqlSafe;
 use uuid::Uuid;
 
-use super::SqliteStore;
-use super::codec::{SCHEDULE_COLUMNS, db_err, hex, is_unique_violation, ms, opt_ms, schedule_from_row};
+use super::codec::{SCHEDULE_COLUMNS, db_err, is_unique_violation, ms, opt_ms, schedule_from_row};
+use super::{SqliteStore, batch};
 use crate::{ScheduleFilter, StoreError, StoreResult};
 
-/// Rows per `INSERT … SELECT … FROM json_each(?)` statement.
-const INSERT_CHUNK: usize = 5_000;
-
-/// One schedule as a JSON array for `json_each`.
-#[derive(Serialize)]
-struct ScheduleRow<'a>(
-    String,
-    &'a str,
-    String,
-    &'a str,
-    &'a str,
-    String,
-    String,
-    &'a str,
-    Option<i64>,
-    i64,
-    i64,
-    i64,
-);
+/// One schedule as bound into the INSERT.
+struct ScheduleRow<'a> {
+    s: &'a Schedule,
+    trigger: String,
+    params: String,
+    policies: String,
+    revision: i64,
+}
 
 fn row_of(s: &Schedule) -> ScheduleRow<'_> {
-    ScheduleRow(
-        hex(s.id),
-        &s.name,
-        s.trigger.to_json().to_string(),
-        &s.target.handler_id,
-        &s.target.method,
-        s.target.params.to_string(),
-        s.policies.to_json().to_string(),
-        s.state.as_str(),
-        opt_ms(s.next_fire_at),
-        ms(s.created_at),
-        ms(s.updated_at),
-        first_revision(),
-    )
+    ScheduleRow {
+        s,
+        trigger: s.trigger.to_json().to_string(),
+        params: s.target.params.to_string(),
+        policies: s.policies.to_json().to_string(),
+        revision: first_revision(),
+    }
 }
 
 /// A new schedule's revision: random, so a node's cache never mistakes a schedule deleted and
@@ -72,20 +53,32 @@ pub(super) async fn insert_bulk(store: &SqliteStore, schedules: &[Schedule]) -> 
     }
     let mut tx = store.write(ctx).await?;
     let mut written = Vec::with_capacity(schedules.len());
-    for chunk in schedules.chunks(INSERT_CHUNK) {
+    for chunk in batch::chunks(schedules) {
         let rows: Vec<ScheduleRow<'_>> = chunk.iter().map(row_of).collect();
-        written.extend(rows.iter().map(|r| (r.11, r.5.clone())));
-        let json = serde_json::to_string(&rows).map_err(encode_err)?;
-        let done = sqlx::query(
+        let sql = format!(
             "INSERT INTO schedules (id, name, trigger, handler_id, method, params, policies, state, \
                                     next_fire_at, created_at, updated_at, revision) \
-             SELECT unhex(value->>0), value->>1, value->>2, value->>3, value->>4, value->>5, value->>6, \
-                    value->>7, value->>8, value->>9, value->>10, value->>11 \
-             FROM jsonb_each(?1)",
-        )
-        .bind(json)
-        .execute(&mut *tx)
-        .await;
+             VALUES {}",
+            batch::values(rows.len(), 12)
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for r in &rows {
+            q = q
+                .bind(r.s.id)
+                .bind(&r.s.name)
+                .bind(&r.trigger)
+                .bind(&r.s.target.handler_id)
+                .bind(&r.s.target.method)
+                .bind(&r.params)
+                .bind(&r.policies)
+                .bind(r.s.state.as_str())
+                .bind(opt_ms(r.s.next_fire_at))
+                .bind(ms(r.s.created_at))
+                .bind(ms(r.s.updated_at))
+                .bind(r.revision);
+        }
+        let done = q.execute(&mut *tx).await;
+        written.extend(rows.iter().map(|r| (r.revision, r.params.clone())));
         match done {
             Ok(_) => {}
             Err(e) if is_unique_violation(&e, "schedules.name") => {
