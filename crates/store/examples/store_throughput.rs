@@ -58,6 +58,13 @@ fn cpu_time() -> Option<Duration> {
     Some(Duration::from_millis(ticks * 10))
 }
 
+/// Resident memory of this process, from /proc (Linux only).
+fn rss_mib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? / 1024)
+}
+
 fn rate(n: usize, d: Duration) -> String {
     format!("{:>9.0}/s", n as f64 / d.as_secs_f64().max(1e-9))
 }
@@ -85,6 +92,9 @@ async fn bulk(n: usize) -> Result<(), Box<dyn std::error::Error>> {
     let wake = store.next_wake().await?;
     println!("reopen: {opened:.2?}; next_wake {wake:?} in {:.2?}", t.elapsed());
     println!("file size: {} MiB", std::fs::metadata(&path)?.len() / (1 << 20));
+    if let Some(rss) = rss_mib() {
+        println!("resident memory: {rss} MiB");
+    }
     Ok(())
 }
 
@@ -170,5 +180,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     println!("file size: {} MiB", std::fs::metadata(&path)?.len() / (1 << 20));
+    if let Some(rss) = rss_mib() {
+        println!("resident memory: {rss} MiB");
+    }
     Ok(())
 }

@@ -40,7 +40,7 @@ pub(super) struct ScheduleCache {
 }
 
 /// Past this many entries the cache starts over (a million schedules cost a re-parse each).
-const CACHE_CAP: usize = 200_000;
+pub(super) const CACHE_CAP: usize = 200_000;
 
 impl ScheduleCache {
     fn get(&self, id: &ScheduleId, revision: i64) -> Option<Arc<Parsed>> {

@@ -1,8 +1,11 @@
 //! Schedules: insert (one or a million, set-based), get, find, update, delete, list.
 
 use std::collections::HashSet;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use schedulezero_core::Timestamp;
+use schedulezero_core::policy::Policies;
 use schedulezero_core::schedule::{Schedule, ScheduleId, ScheduleState};
 use sqlx::AssertSqlSafe;
 use uuid::Uuid;
@@ -20,20 +23,34 @@ struct ScheduleRow<'a> {
     revision: i64,
 }
 
-fn row_of(s: &Schedule) -> ScheduleRow<'_> {
+/// The row of `s`; `last` remembers the previous policies' text (bulk inserts mostly repeat one).
+fn row_of<'a>(s: &'a Schedule, last: &mut Option<(Policies, String)>) -> ScheduleRow<'a> {
+    let policies = match last {
+        Some((p, text)) if *p == s.policies => text.clone(),
+        _ => {
+            let text = s.policies.to_json().to_string();
+            *last = Some((s.policies, text.clone()));
+            text
+        }
+    };
     ScheduleRow {
         s,
         trigger: s.trigger.to_json().to_string(),
         params: s.target.params.to_string(),
-        policies: s.policies.to_json().to_string(),
+        policies,
         revision: first_revision(),
     }
 }
 
 /// A new schedule's revision: random, so a node's cache never mistakes a schedule deleted and
-/// inserted again under the same id for the one it parsed before.
+/// inserted again under the same id for the one it parsed before. (A random start per process,
+/// then a counter: cheaper than asking the system for randomness a million times.)
 fn first_revision() -> i64 {
-    (Uuid::now_v7().as_u64_pair().1 >> 2) as i64
+    static SEED: OnceLock<u64> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let seed = *SEED.get_or_init(|| Uuid::now_v7().as_u64_pair().1);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    (seed.wrapping_add(n.wrapping_mul(0x9E37_79B9_7F4A_7C15)) >> 2) as i64
 }
 
 fn encode_err(e: serde_json::Error) -> StoreError {
@@ -52,9 +69,12 @@ pub(super) async fn insert_bulk(store: &SqliteStore, schedules: &[Schedule]) -> 
         }
     }
     let mut tx = store.write(ctx).await?;
-    let mut written = Vec::with_capacity(schedules.len());
+    // Schedules written here are remembered for their first claim, unless they are too many.
+    let remember = schedules.len() <= super::claim::CACHE_CAP / 2;
+    let mut written = Vec::with_capacity(if remember { schedules.len() } else { 0 });
+    let mut last_policies = None;
     for chunk in batch::chunks(schedules) {
-        let rows: Vec<ScheduleRow<'_>> = chunk.iter().map(row_of).collect();
+        let rows: Vec<ScheduleRow<'_>> = chunk.iter().map(|s| row_of(s, &mut last_policies)).collect();
         let sql = format!(
             "INSERT INTO schedules (id, name, trigger, handler_id, method, params, policies, state, \
                                     next_fire_at, created_at, updated_at, revision) \
@@ -78,7 +98,9 @@ pub(super) async fn insert_bulk(store: &SqliteStore, schedules: &[Schedule]) -> 
                 .bind(r.revision);
         }
         let done = q.execute(&mut *tx).await;
-        written.extend(rows.iter().map(|r| (r.revision, r.params.clone())));
+        if remember {
+            written.extend(rows.iter().map(|r| (r.revision, r.params.clone())));
+        }
         match done {
             Ok(_) => {}
             Err(e) if is_unique_violation(&e, "schedules.name") => {
