@@ -14,6 +14,23 @@
 //! `rt-multi-thread` features. [`run_all`] runs every case in sequence instead.
 //!
 //! Times are virtual: cases pass `now` explicitly, starting at [`t0`].
+//!
+//! Points the trait's doc comments leave open, settled (and tested) here:
+//! - `ClaimBatch::slots` counts slots, not rows: a folded `missed` row adds its `slot_count`.
+//! - Overlap `replace`: `ClaimBatch::cancel` lists every active run of the schedule. Those not
+//!   started yet are already `cancelled` by the claim; running ones are the dispatcher's to stop
+//!   (it records their attempt). `cancel_run` on a run that is not waiting returns its state
+//!   unchanged.
+//! - A leased run is never handed to its own node again (it holds it until it starts or
+//!   releases it); another node may take it once the lease has run out (a dead node's).
+//!   `next_wake` ignores leased runs.
+//! - `start_attempts` leaves runs that are no longer waiting (cancelled meanwhile) alone; a
+//!   run's `started_at` is its first attempt's start.
+//! - `record_attempts` takes the run's `finished_at`, `result` and `error` from the attempt; a
+//!   queued run is released (made due now) when its schedule has no active run left, also when
+//!   the active run is cancelled.
+//! - Missed and skipped rows are finished at claim time and carry an explanatory `error`.
+//! - `list_runs` with a `before` cursor naming an unknown run is `NotFound`.
 
 use std::collections::HashSet;
 use std::future::Future;

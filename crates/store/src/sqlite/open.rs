@@ -246,4 +246,48 @@ mod tests {
         assert_eq!(inspect(&dir.path().join("new.db")).expect("missing"), FileState::Missing);
         assert!(matches!(inspect(dir.path()), Err(StoreError::NotOurs { .. })));
     }
+
+    /// A store written at schema version 1 opens, migrates to the current version and keeps its
+    /// schedules.
+    #[tokio::test]
+    async fn version_1_store_is_migrated() {
+        use crate::Store;
+        use sqlx::ConnectOptions;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("v1.db");
+        let mut conn = SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true)
+            .connect()
+            .await
+            .expect("connect");
+        sqlx::raw_sql(MIGRATIONS[0]).execute(&mut conn).await.expect("v1");
+        let id = uuid::Uuid::now_v7();
+        sqlx::query(
+            "INSERT INTO schedules (id, name, trigger, handler_id, method, params, policies, state, \
+                                    next_fire_at, created_at, updated_at) \
+             VALUES (?1, 'old', ?2, 'h', 'm', '{}', '{}', 'active', 1000, 0, 0)",
+        )
+        .bind(id)
+        .bind(r#"{"type":"interval","seconds":5,"start_time":"1970-01-01T00:00:01Z","timezone":"UTC"}"#)
+        .execute(&mut conn)
+        .await
+        .expect("row");
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "PRAGMA user_version = 1; PRAGMA application_id = {APPLICATION_ID}"
+        )))
+        .execute(&mut conn)
+        .await
+        .expect("pragmas");
+        sqlx::Connection::close(conn).await.expect("close");
+
+        let store = super::super::SqliteStore::open_path(&path).await.expect("open and migrate");
+        let s = store.get_schedule(id).await.expect("get").expect("kept");
+        assert_eq!(s.name, "old");
+        let version: i64 =
+            sqlx::query_scalar("PRAGMA user_version").fetch_one(&store.reader).await.expect("version");
+        assert_eq!(version, SCHEMA_VERSION);
+        let batch = store.claim_due("n", s.next_fire_at.expect("next"), 10).await.expect("claim");
+        assert_eq!(batch.ready.len(), 1);
+    }
 }

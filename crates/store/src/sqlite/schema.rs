@@ -1,7 +1,7 @@
 //! The migrations: an ordered list of scripts; script `i` takes the schema from version `i` to
 //! `i + 1` (`PRAGMA user_version`). Never edit a released script: append a new one.
 
-pub(super) const MIGRATIONS: &[&str] = &[V1];
+pub(super) const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// Version 1.
 const V1: &str = r#"
@@ -18,8 +18,7 @@ const V1: &str = r#"
 --   policies      core Policies::to_json
 --   state         active | paused | finished
 --   next_fire_at  the first slot not yet claimed; NULL once the trigger is exhausted
---   revision      bumped by every update of the definition, so a node may cache the parsed
---                 trigger and policies (claims only move next_fire_at and state)
+--   (revision: added by version 2)
 CREATE TABLE schedules (
     id           BLOB PRIMARY KEY NOT NULL,
     name         TEXT NOT NULL,
@@ -31,8 +30,7 @@ CREATE TABLE schedules (
     state        TEXT NOT NULL CHECK (state IN ('active', 'paused', 'finished')),
     next_fire_at INTEGER,
     created_at   INTEGER NOT NULL,
-    updated_at   INTEGER NOT NULL,
-    revision     INTEGER NOT NULL DEFAULT 0
+    updated_at   INTEGER NOT NULL
 );
 -- A name is unique among live schedules only.
 CREATE UNIQUE INDEX schedules_live_name ON schedules (name) WHERE state <> 'finished';
@@ -120,4 +118,13 @@ CREATE TABLE handler_instances (
     meta          TEXT NOT NULL,
     PRIMARY KEY (handler_id, instance_id)
 ) WITHOUT ROWID;
+"#;
+
+/// Version 2.
+const V2: &str = r#"
+-- schedules.revision: bumped by every update of a schedule's definition (a new schedule starts
+-- at a random value), so a node may keep the parsed trigger and policies of the schedules it
+-- claims and parse them again only when the revision moved (claims change only next_fire_at
+-- and state). Anything that writes a schedule's definition must bump it.
+ALTER TABLE schedules ADD COLUMN revision INTEGER NOT NULL DEFAULT 0;
 "#;
