@@ -144,6 +144,7 @@ fn connect_options(options: &SqliteOptions) -> SqliteConnectOptions {
         .pragma("cache_size", "-65536")
         .pragma("temp_store", "memory")
         .pragma("journal_size_limit", "67108864")
+        .pragma("wal_autocheckpoint", "16384")
         .statement_cache_capacity(200)
 }
 
