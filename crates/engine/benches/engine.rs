@@ -13,16 +13,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 mod timed;
-use timed::Timed;
 use std::time::{Duration, Instant};
+use timed::Timed;
 
 use chrono::TimeDelta;
 use schedulezero_core::Timestamp;
 use schedulezero_core::clock::{Clock as _, SystemClock};
-use schedulezero_engine::clock::SystemClock as EngineClock;
 use schedulezero_core::policy::Policies;
 use schedulezero_core::schedule::{Schedule, Target};
 use schedulezero_core::trigger::{ParseContext, Trigger};
+use schedulezero_engine::clock::SystemClock as EngineClock;
 use schedulezero_engine::config::EngineConfig;
 use schedulezero_engine::events::Event;
 use schedulezero_engine::{Engine, LocalHandler, embedded};
@@ -144,7 +144,8 @@ async fn throughput(n: usize, period_s: u64, seconds: u64, db: Option<PathBuf>) 
     println!("created {n} interval schedules (every {period_s} s) in {:.1} s", t.elapsed().as_secs_f64());
 
     let config = EngineConfig { history_retention: None, ..EngineConfig::default() };
-    let timed = Arc::new(Timed { inner: Arc::new(SqliteStore::open_path(&path).await?), stats: Default::default() });
+    let timed =
+        Arc::new(Timed { inner: Arc::new(SqliteStore::open_path(&path).await?), stats: Default::default() });
     let engine = Engine::start(timed.clone(), Arc::new(EngineClock), config).await?;
     engine.add_local_handler(noop_handler()).await?;
     let wait = (first - SystemClock.now()).to_std().unwrap_or_default();

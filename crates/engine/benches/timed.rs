@@ -9,8 +9,8 @@ use schedulezero_core::Timestamp;
 use schedulezero_core::run::{Attempt, Run, RunId, RunState};
 use schedulezero_core::schedule::{Schedule, ScheduleId};
 use schedulezero_store::{
-    AttemptEnd, AttemptStart, ClaimBatch, Dispatch, HandlerInstance, Recovery, RunFilter, ScheduleFilter, Store,
-    StoreResult,
+    AttemptEnd, AttemptStart, ClaimBatch, Dispatch, HandlerInstance, Recovery, RunFilter, ScheduleFilter,
+    Store, StoreResult,
 };
 
 #[derive(Default)]
@@ -86,11 +86,22 @@ impl Store for Timed {
     async fn next_wake(&self) -> StoreResult<Option<Timestamp>> {
         timed!(self, "next_wake", |_: &Option<Timestamp>| 0, self.inner.next_wake())
     }
-    async fn claim_due(&self, node: &str, now: Timestamp, limit: usize) -> StoreResult<ClaimBatch> {
-        timed!(self, "claim_due", |b: &ClaimBatch| b.slots, self.inner.claim_due(node, now, limit))
+    async fn claim_due(
+        &self,
+        node: &str,
+        now: Timestamp,
+        limit: usize,
+        start: bool,
+    ) -> StoreResult<ClaimBatch> {
+        timed!(self, "claim_due", |b: &ClaimBatch| b.slots, self.inner.claim_due(node, now, limit, start))
     }
     async fn lease_due_runs(&self, node: &str, now: Timestamp, limit: usize) -> StoreResult<Vec<Dispatch>> {
-        timed!(self, "lease_due_runs", |v: &Vec<Dispatch>| v.len(), self.inner.lease_due_runs(node, now, limit))
+        timed!(
+            self,
+            "lease_due_runs",
+            |v: &Vec<Dispatch>| v.len(),
+            self.inner.lease_due_runs(node, now, limit)
+        )
     }
     async fn release_runs(&self, runs: &[RunId]) -> StoreResult<()> {
         self.inner.release_runs(runs).await

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use schedulezero_core::Timestamp;
 use schedulezero_core::policy::OverlapPolicy;
-use schedulezero_core::run::{Attempt, AttemptOutcome, NextStep, RunId, after_attempt};
+use schedulezero_core::run::{Attempt, AttemptOutcome, NextStep, RunId, RunState, after_attempt};
 use schedulezero_store::{AttemptEnd, AttemptStart, Dispatch};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
@@ -180,10 +180,52 @@ impl Actor {
         }
     }
 
-    /// Gives the leases of waiting runs back to the store (shutdown).
+    /// Gives waiting runs back (shutdown): leases of runs not started are released; runs the
+    /// claim started end their unsent attempt as interrupted, retried per policy at the next start.
     async fn release_waiting(&mut self) {
-        let ids: Vec<RunId> = self.waiting.drain().flat_map(|(_, q)| q).map(|i| i.dispatch.run.id).collect();
+        let mut ids = Vec::new();
+        for item in self.waiting.drain().flat_map(|(_, q)| q).collect::<Vec<_>>() {
+            if is_started(&item) {
+                self.end_unsent(item, AttemptOutcome::Interrupted, "the server stopped before it was sent");
+            } else {
+                ids.push(item.dispatch.run.id);
+            }
+        }
         self.release(ids).await;
+    }
+
+    /// Ends a started attempt that was never sent.
+    fn end_unsent(&self, item: Item, outcome: AttemptOutcome, why: &str) {
+        let run = &item.dispatch.run;
+        let now = self.shared.clock.now();
+        let next = if outcome == AttemptOutcome::Interrupted && item.report.is_none() {
+            after_attempt(
+                outcome,
+                run.attempt,
+                run.max_attempts,
+                &item.dispatch.policies.retry,
+                now,
+                fastrand::u64(..),
+            )
+        } else {
+            NextStep::Finish(outcome.final_state())
+        };
+        let attempt = Attempt {
+            run_id: run.id,
+            number: run.attempt,
+            instance: None,
+            started_at: run.started_at.unwrap_or(now),
+            finished_at: now,
+            outcome,
+            result: None,
+            error: Some(why.to_string()),
+        };
+        self.recorder.record(Ended {
+            end: AttemptEnd { attempt, next },
+            schedule_id: run.schedule_id,
+            scheduled_for: run.scheduled_for,
+            may_release_queued: item.dispatch.policies.overlap == OverlapPolicy::QueueOne,
+        });
     }
 
     async fn release(&self, ids: Vec<RunId>) {
@@ -203,11 +245,16 @@ impl Actor {
         }
         for queue in self.waiting.values_mut() {
             if let Some(pos) = queue.iter().position(|i| i.dispatch.run.id == run) {
-                if queue.remove(pos).is_some() {
-                    if let Err(e) = self.shared.store.cancel_run(run, self.shared.clock.now()).await {
-                        tracing::warn!(error = %e, %run, "could not cancel a waiting run");
+                if let Some(item) = queue.remove(pos) {
+                    if is_started(&item) {
+                        // Its attempt was committed as started: end it as cancelled.
+                        self.end_unsent(item, AttemptOutcome::Cancelled, "cancelled before it was sent");
+                    } else {
+                        if let Err(e) = self.shared.store.cancel_run(run, self.shared.clock.now()).await {
+                            tracing::warn!(error = %e, %run, "could not cancel a waiting run");
+                        }
+                        self.shared.activity.runs_done(1);
                     }
-                    self.shared.activity.runs_done(1);
                 }
                 return true;
             }
@@ -235,15 +282,20 @@ impl Actor {
             return;
         }
         let now = self.shared.clock.now();
+        // Runs the claim already started need no commit; the others (retries, jittered slots,
+        // "run now") get their start committed here, before the send.
         let starts: Vec<AttemptStart> = picked
             .iter()
+            .filter(|(item, _)| !is_started(item))
             .map(|(item, _)| AttemptStart {
                 run_id: item.dispatch.run.id,
                 attempt: item.dispatch.run.attempt + 1,
                 started_at: now,
             })
             .collect();
-        if let Err(e) = self.shared.store.start_attempts(&starts).await {
+        let committed =
+            if starts.is_empty() { Ok(()) } else { self.shared.store.start_attempts(&starts).await };
+        if let Err(e) = committed {
             tracing::error!(error = %e, runs = starts.len(), "could not record attempt starts; will retry");
             for (item, inst) in picked.into_iter().rev() {
                 inst.release(None);
@@ -260,13 +312,17 @@ impl Actor {
         }
         for (item, inst) in picked {
             let run = &item.dispatch.run;
-            let attempt = run.attempt + 1;
+            let (attempt, started_at) = if is_started(&item) {
+                (run.attempt, run.started_at.unwrap_or(now))
+            } else {
+                (run.attempt + 1, now)
+            };
             self.shared.events.publish(Event::RunStarted {
                 run_id: run.id,
                 schedule_id: run.schedule_id,
                 attempt,
                 scheduled_for: run.scheduled_for,
-                started_at: now,
+                started_at,
                 handler_id: inst.handler_id.clone(),
                 instance_id: inst.instance_id.clone(),
             });
@@ -278,7 +334,7 @@ impl Actor {
                 instance: inst,
                 item,
                 attempt,
-                started_at: now,
+                started_at,
                 cancel: flight.cancel.clone(),
                 interrupt: flight.interrupt.clone(),
             };
@@ -286,6 +342,11 @@ impl Actor {
             tokio::spawn(call.run());
         }
     }
+}
+
+/// Whether the claim already started this run's attempt (committed, not yet sent).
+fn is_started(item: &Item) -> bool {
+    item.dispatch.run.state == RunState::Running && item.dispatch.run.attempt > 0
 }
 
 /// One attempt in flight.

@@ -333,9 +333,10 @@ impl Engine {
             id: uuid::Uuid::now_v7(),
             schedule_id: None,
             scheduled_for: now,
-            dispatch_at: Some(now),
-            // Stored as running from the start: no lease sweep may pick it up, and a crash shows it.
-            state: RunState::Running,
+            // Pending with no dispatch time: no lease sweep picks it up (it is this caller's),
+            // and it can be cancelled until the dispatcher starts it.
+            dispatch_at: None,
+            state: RunState::Pending,
             attempt: 0,
             max_attempts: 1,
             target,

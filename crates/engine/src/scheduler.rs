@@ -72,7 +72,7 @@ async fn tick(
     let batch = shared.config.claim_batch.max(1);
     let mut handed = 0;
     loop {
-        let claimed = shared.store.claim_due(node, now, batch).await?;
+        let claimed = shared.store.claim_due(node, now, batch, true).await?;
         for run in &claimed.cancel {
             let d = dispatcher.clone();
             let run = *run;

@@ -530,7 +530,10 @@ async fn runs_wait_for_their_handler_and_start_when_it_registers() {
     let calls = Arc::new(AtomicU32::new(0));
     let h = Harness::start(vec![]).await;
     let s = h.add("later", json!({"type": "date", "run_date": T0}), "tick", Policies::default()).await;
-    h.wait_states(&s, &[RunState::Pending]).await;
+    // Claimed and started (attempt 1), held by the dispatcher until an instance can take it.
+    h.wait_states(&s, &[RunState::Running]).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(h.states(&s).await, vec![RunState::Running], "it waits, it does not fail");
     h.engine.add_local_handler(counting(calls.clone())).await.expect("registered");
     h.idle().await;
     assert_eq!(h.states(&s).await, vec![RunState::Succeeded]);

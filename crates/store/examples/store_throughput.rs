@@ -127,7 +127,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     while now < end {
         loop {
             let t = Instant::now();
-            let claimed = store.claim_due("bench", now, batch).await?;
+            let claimed = store.claim_due("bench", now, batch, true).await?;
             claim_t += t.elapsed();
             let ready = claimed.ready;
             if !ready.is_empty() {

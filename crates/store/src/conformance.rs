@@ -68,6 +68,7 @@ macro_rules! conformance_tests {
             update_and_delete_of_unknown_schedule,
             list_schedules_filters_and_pages,
             claim_inserts_one_run_per_slot_and_advances,
+            claim_can_start_ready_runs_in_its_own_commit,
             claim_finishes_exhausted_schedule_and_frees_its_name,
             slot_claimed_once_is_not_claimed_after_moving_back,
             coalesce_after_gap_runs_latest_slot_and_records_missed,
@@ -124,6 +125,7 @@ pub const CASES: &[(&str, Case)] = cases!(
     update_and_delete_of_unknown_schedule,
     list_schedules_filters_and_pages,
     claim_inserts_one_run_per_slot_and_advances,
+    claim_can_start_ready_runs_in_its_own_commit,
     claim_finishes_exhausted_schedule_and_frees_its_name,
     slot_claimed_once_is_not_claimed_after_moving_back,
     coalesce_after_gap_runs_latest_slot_and_records_missed,
@@ -218,7 +220,7 @@ async fn runs_of(store: &Arc<dyn Store>, s: &Schedule) -> Vec<Run> {
 }
 
 async fn claim(store: &Arc<dyn Store>, now: Timestamp) -> ClaimBatch {
-    store.claim_due("node-a", now, 1000).await.expect("claim")
+    store.claim_due("node-a", now, 1000, false).await.expect("claim")
 }
 
 async fn start(store: &Arc<dyn Store>, run: &Run, attempt: u32, now: Timestamp) {
@@ -444,6 +446,36 @@ async fn report_reports(store: &Arc<dyn Store>) -> Vec<Schedule> {
 }
 
 // --- claiming ---
+
+/// With `start_ready`, the runs due now come back started (attempt 1, `running`, started at the
+/// claim), exactly as stored; a later `start_attempts` for them changes nothing; their outcome is
+/// recorded as usual; a crash before it turns them into interrupted attempts. Jittered runs are
+/// not started.
+pub async fn claim_can_start_ready_runs_in_its_own_commit(store: Arc<dyn Store>) {
+    let s = schedule("tick", interval(10, t0(), 0), Policies::default());
+    let jittered = schedule("jittered", interval(10, t0(), 3600), Policies::default());
+    store.insert_schedule(&s).await.expect("insert");
+    store.insert_schedule(&jittered).await.expect("insert");
+    let batch = store.claim_due("node-a", t0(), 100, true).await.expect("claim");
+    assert_eq!((batch.slots, batch.ready.len()), (2, 1), "the jittered slot waits");
+    let run = batch.ready[0].run.clone();
+    assert_eq!((run.state, run.attempt, run.started_at), (RunState::Running, 1, Some(t0())));
+    assert_eq!(get_run(&store, &run).await, run, "the dispatched run is the stored run");
+    start(&store, &run, 1, at(1)).await;
+    assert_eq!(get_run(&store, &run).await.started_at, Some(t0()), "already started");
+    let waiting = runs_of(&store, &jittered).await;
+    assert_eq!((waiting[0].state, waiting[0].attempt), (RunState::Pending, 0));
+    finish(&store, &run, 1, AttemptOutcome::Succeeded, at(2)).await;
+    assert_eq!(get_run(&store, &run).await.state, RunState::Succeeded);
+    let next = store.claim_due("node-a", at(10), 100, true).await.expect("claim").ready.remove(0).run;
+    let recovery = store.recover(at(11)).await.expect("recover");
+    assert_eq!((recovery.interrupted, recovery.retried), (1, 1));
+    let attempts = store.list_attempts(next.id).await.expect("attempts");
+    assert_eq!(
+        (attempts[0].number, attempts[0].outcome, attempts[0].started_at),
+        (1, AttemptOutcome::Interrupted, at(10))
+    );
+}
 
 pub async fn claim_inserts_one_run_per_slot_and_advances(store: Arc<dyn Store>) {
     let p = policies(|p| p.retry.max_attempts = 4);
@@ -1125,7 +1157,7 @@ pub async fn two_nodes_claim_every_slot_exactly_once(a: Arc<dyn Store>, b: Arc<d
     ) -> Vec<(Uuid, Timestamp, Uuid)> {
         let mut out = Vec::new();
         loop {
-            let batch = store.claim_due(node, now, 7).await.expect("claim");
+            let batch = store.claim_due(node, now, 7, false).await.expect("claim");
             out.extend(
                 batch
                     .ready

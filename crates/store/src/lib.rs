@@ -60,8 +60,9 @@ pub struct Dispatch {
 /// What one claim of due slots produced.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ClaimBatch {
-    /// Runs to dispatch now (their `dispatch_at` ≤ now), leased to the claiming node. Runs with a
-    /// later `dispatch_at` (jitter) were stored pending and come back from `lease_due_runs`.
+    /// Runs to dispatch now (their `dispatch_at` ≤ now), leased to the claiming node: pending, or
+    /// with `start_ready` already `running` as attempt 1. Runs with a later `dispatch_at`
+    /// (jitter) were stored pending and come back from `lease_due_runs`.
     pub ready: Vec<Dispatch>,
     /// Active runs to cancel (overlap `replace`).
     pub cancel: Vec<RunId>,
@@ -177,8 +178,16 @@ pub trait Store: Send + Sync + 'static {
     /// In one transaction: takes up to `limit` active schedules whose next fire is at or before
     /// `now`, plans their slots with `core::plan::plan_fires`, inserts one run per slot (unique on
     /// `(schedule_id, scheduled_for)`: a slot is never claimed twice, by any node), advances each
-    /// schedule's next fire time (finishing exhausted ones) and leases the ready runs to `node`.
-    async fn claim_due(&self, node: &str, now: Timestamp, limit: usize) -> StoreResult<ClaimBatch>;
+    /// schedule's next fire time (finishing exhausted ones) and leases the runs due now to `node`.
+    /// With `start_ready`, those runs are also started in the same commit (attempt 1, `running`),
+    /// so the dispatcher can send them without another write: the engine's hot path.
+    async fn claim_due(
+        &self,
+        node: &str,
+        now: Timestamp,
+        limit: usize,
+        start_ready: bool,
+    ) -> StoreResult<ClaimBatch>;
     /// Leases up to `limit` pending or retrying runs whose dispatch time has come and that no live
     /// lease holds (jittered slots, retries after backoff, released runs).
     async fn lease_due_runs(&self, node: &str, now: Timestamp, limit: usize) -> StoreResult<Vec<Dispatch>>;

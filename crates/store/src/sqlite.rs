@@ -152,8 +152,14 @@ impl Store for SqliteStore {
         runs::next_wake(self).await
     }
 
-    async fn claim_due(&self, node: &str, now: Timestamp, limit: usize) -> StoreResult<ClaimBatch> {
-        claim::claim_due(self, node, now, limit).await
+    async fn claim_due(
+        &self,
+        node: &str,
+        now: Timestamp,
+        limit: usize,
+        start_ready: bool,
+    ) -> StoreResult<ClaimBatch> {
+        claim::claim_due(self, node, now, limit, start_ready).await
     }
 
     async fn lease_due_runs(&self, node: &str, now: Timestamp, limit: usize) -> StoreResult<Vec<Dispatch>> {

@@ -111,7 +111,7 @@ async fn reopening_keeps_the_data() {
             .await
             .expect("create");
         store.insert_schedule(&s).await.expect("insert");
-        let batch = store.claim_due("n", at(0), 10).await.expect("claim");
+        let batch = store.claim_due("n", at(0), 10, false).await.expect("claim");
         store.close().await;
         batch.ready[0].run.clone()
     };

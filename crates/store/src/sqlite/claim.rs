@@ -190,6 +190,10 @@ struct NewRun<'a> {
     lease_owner: Option<&'a str>,
     lease_expires_at: Option<i64>,
     error: Option<String>,
+    /// 1 for a run started by the claim itself, else 0.
+    attempt: u32,
+    /// When the started attempt started (the claim's time).
+    started_at: Option<i64>,
 }
 
 /// What the claim remembers of a run it tries to insert.
@@ -208,6 +212,7 @@ pub(super) async fn claim_due(
     node: &str,
     now: Timestamp,
     limit: usize,
+    start_ready: bool,
 ) -> StoreResult<ClaimBatch> {
     let ctx = "cannot claim due schedules";
     let mut batch = ClaimBatch::default();
@@ -280,6 +285,10 @@ pub(super) async fn claim_due(
                 ),
             };
             let leased = state == RunState::Pending && dispatch_at.is_some_and(|t| t <= now);
+            // Asked to, a run due now is started here, as attempt 1, in the claim's own commit:
+            // the dispatcher sends it without another write (the start is committed before the send).
+            let started = leased && start_ready;
+            let state = if started { RunState::Running } else { state };
             let id = Uuid::now_v7();
             rows.push(NewRun {
                 id,
@@ -296,6 +305,8 @@ pub(super) async fn claim_due(
                 lease_owner: leased.then_some(node),
                 lease_expires_at: leased.then_some(lease_until),
                 error,
+                attempt: u32::from(started),
+                started_at: started.then(|| ms(now)),
             });
             planned.push(Planned {
                 id,
@@ -316,9 +327,10 @@ pub(super) async fn claim_due(
         let sql = format!(
             "INSERT INTO runs (id, schedule_id, scheduled_for, dispatch_at, state, max_attempts, \
                                handler_id, method, params, slot_count, finished_at, lease_owner, \
-                               lease_expires_at, error, created_at) \
+                               lease_expires_at, error, created_at, attempt, started_at, \
+                               attempt_started_at) \
              VALUES {} ON CONFLICT (schedule_id, scheduled_for) DO NOTHING",
-            batch::values(chunk.len(), 15)
+            batch::values(chunk.len(), 18)
         );
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for r in chunk {
@@ -337,7 +349,10 @@ pub(super) async fn claim_due(
                 .bind(r.lease_owner)
                 .bind(r.lease_expires_at)
                 .bind(r.error.as_deref())
-                .bind(ms(now));
+                .bind(ms(now))
+                .bind(r.attempt)
+                .bind(r.started_at)
+                .bind(r.started_at);
         }
         inserted_rows += q.execute(&mut *tx).await.map_err(db_err(ctx))?.rows_affected() as usize;
     }
@@ -397,7 +412,7 @@ pub(super) async fn claim_due(
                 scheduled_for: p.scheduled_for,
                 dispatch_at: p.dispatch_at,
                 state: p.state,
-                attempt: 0,
+                attempt: u32::from(p.state == RunState::Running),
                 max_attempts: d.def.policies.retry.max_attempts,
                 target: Target {
                     handler_id: d.def.handler_id.clone(),
@@ -405,7 +420,7 @@ pub(super) async fn claim_due(
                     params: d.def.params.clone(),
                 },
                 created_at: now,
-                started_at: None,
+                started_at: (p.state == RunState::Running).then_some(now),
                 finished_at: None,
                 result: None,
                 error: None,

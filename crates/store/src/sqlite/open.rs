@@ -288,7 +288,7 @@ mod tests {
         let version: i64 =
             sqlx::query_scalar("PRAGMA user_version").fetch_one(&store.reader).await.expect("version");
         assert_eq!(version, SCHEMA_VERSION);
-        let batch = store.claim_due("n", s.next_fire_at.expect("next"), 10).await.expect("claim");
+        let batch = store.claim_due("n", s.next_fire_at.expect("next"), 10, false).await.expect("claim");
         assert_eq!(batch.ready.len(), 1);
     }
 }

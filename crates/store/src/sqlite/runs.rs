@@ -233,7 +233,8 @@ async fn record_in(
                  attempt = max(attempt, j.column4), finished_at = j.column5, \
                  result = j.column6, error = j.column7, lease_owner = NULL, lease_expires_at = NULL \
              FROM (VALUES {}) AS j \
-             WHERE runs.id = j.column1 AND +runs.state IN ('pending', 'running', 'retrying')",
+             WHERE runs.id = j.column1 AND +runs.state IN ('pending', 'running', 'retrying') \
+               AND runs.attempt <= j.column4",
             batch::values(chunk.len(), 7)
         );
         let mut q = sqlx::query(AssertSqlSafe(sql));
@@ -370,6 +371,19 @@ pub(super) async fn recover(store: &SqliteStore, now: Timestamp) -> StoreResult<
     .map_err(db_err(ctx))?
     .rows_affected();
     recovery.released = usize::try_from(released).unwrap_or(usize::MAX);
+    // "Run now" runs that never started: their callers are gone with the process.
+    let orphaned = sqlx::query(
+        "UPDATE runs INDEXED BY runs_active SET state = 'interrupted', finished_at = ?1, \
+             error = 'interrupted: the server stopped before this run started' \
+         WHERE schedule_id IS NULL AND state IN ('pending', 'running', 'retrying') \
+           AND state = 'pending' AND dispatch_at IS NULL",
+    )
+    .bind(ms(now))
+    .execute(&mut *tx)
+    .await
+    .map_err(db_err(ctx))?
+    .rows_affected();
+    recovery.interrupted += usize::try_from(orphaned).unwrap_or(usize::MAX);
     tx.commit().await.map_err(db_err(ctx))?;
     Ok(recovery)
 }
