@@ -460,6 +460,12 @@ pub(super) async fn list(store: &SqliteStore, filter: &RunFilter) -> StoreResult
     if !filter.states.is_empty() {
         let marks: Vec<String> = filter.states.iter().map(|_| format!("?{}", next())).collect();
         sql.push_str(&format!(" AND state IN ({})", marks.join(", ")));
+        if filter.states.iter().all(|s| {
+            !matches!(s, RunState::Pending | RunState::Running | RunState::Retrying | RunState::Succeeded)
+        }) {
+            // Lets the planner use the partial runs_by_state index.
+            sql.push_str(" AND state NOT IN ('pending', 'running', 'retrying', 'succeeded')");
+        }
     }
     if filter.from.is_some() {
         sql.push_str(&format!(" AND scheduled_for >= ?{}", next()));
@@ -550,10 +556,12 @@ pub(super) async fn purge_history(store: &SqliteStore, before: Timestamp) -> Sto
     loop {
         let mut tx = store.write(ctx).await?;
         let ids: Vec<RunId> = sqlx::query_scalar(
+            // A run ends after its slot: scanning slots older than the cutoff (runs_by_slot)
+            // finds every candidate.
             "DELETE FROM runs WHERE rowid IN ( \
-                 SELECT rowid FROM runs WHERE finished_at < ?1 \
-                   AND state NOT IN ('pending', 'running', 'retrying') \
-                 ORDER BY finished_at LIMIT ?2) \
+                 SELECT rowid FROM runs INDEXED BY runs_by_slot WHERE scheduled_for < ?1 \
+                   AND finished_at < ?1 AND state NOT IN ('pending', 'running', 'retrying') \
+                 ORDER BY scheduled_for LIMIT ?2) \
              RETURNING id",
         )
         .bind(ms(before))

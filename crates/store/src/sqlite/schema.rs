@@ -1,7 +1,7 @@
 //! The migrations: an ordered list of scripts; script `i` takes the schema from version `i` to
 //! `i + 1` (`PRAGMA user_version`). Never edit a released script: append a new one.
 
-pub(super) const MIGRATIONS: &[&str] = &[V1, V2];
+pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// Version 1.
 const V1: &str = r#"
@@ -127,4 +127,17 @@ const V2: &str = r#"
 -- claims and parse them again only when the revision moved (claims change only next_fire_at
 -- and state). Anything that writes a schedule's definition must bump it.
 ALTER TABLE schedules ADD COLUMN revision INTEGER NOT NULL DEFAULT 0;
+"#;
+
+/// Version 3.
+const V3: &str = r#"
+-- Fewer index writes per run (the write path is the engine's bottleneck): a run changes state
+-- two or three times, and each change moved its entry in runs_by_state. Now that index holds
+-- only the states worth finding among many (failures, misses, skips, cancellations); pending,
+-- running and retrying runs are found through runs_active, succeeded ones through runs_by_slot.
+-- Retention purges by slot time (runs_by_slot), so runs_finished goes.
+DROP INDEX runs_by_state;
+CREATE INDEX runs_by_state ON runs (state, scheduled_for)
+    WHERE state NOT IN ('pending', 'running', 'retrying', 'succeeded');
+DROP INDEX runs_finished;
 "#;
