@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::TimeDelta;
 use schedulezero_core::error::{PolicyError, TriggerError};
 use schedulezero_core::policy::{Policies, RetryPolicy};
-use schedulezero_core::run::{AttemptOutcome, Run, RunId, RunState};
+use schedulezero_core::run::{Run, RunId, RunState};
 use schedulezero_core::schedule::{Schedule, ScheduleId, ScheduleState, Target};
 use schedulezero_core::trigger::{ParseContext, Trigger};
 use schedulezero_store::{Dispatch, HandlerInstance, ScheduleFilter, Store, StoreError};
@@ -447,9 +447,4 @@ async fn purge_history(shared: Arc<Shared>, stop: CancellationToken) {
             Err(e) => tracing::warn!(error = %e, "purging run history failed"),
         }
     }
-}
-
-/// How the dispatcher's attempt outcomes map for callers of `run_now`.
-pub fn outcome_is_success(report: &AttemptReport) -> bool {
-    report.outcome == AttemptOutcome::Succeeded
 }
