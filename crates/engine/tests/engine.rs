@@ -538,3 +538,22 @@ async fn runs_wait_for_their_handler_and_start_when_it_registers() {
     h.idle().await;
     assert_eq!(h.states(&s).await, vec![RunState::Succeeded]);
 }
+
+#[tokio::test]
+async fn finished_runs_are_purged_after_the_retention_period() {
+    let calls = Arc::new(AtomicU32::new(0));
+    let h = Harness::start(vec![counting(calls.clone())]).await;
+    let s = h.add("old", json!({"type": "date", "run_date": T0}), "tick", Policies::default()).await;
+    h.idle().await;
+    assert_eq!(h.states(&s).await, vec![RunState::Succeeded]);
+    // The default retention is 30 days, purged hourly.
+    h.advance(29.0 * 86_400.0).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(h.states(&s).await.len(), 1, "kept within the retention");
+    h.clock.advance(TimeDelta::days(1) + TimeDelta::hours(2));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !h.states(&s).await.is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "the run was not purged");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
