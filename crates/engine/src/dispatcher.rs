@@ -170,8 +170,7 @@ impl Actor {
 
     async fn accept(&mut self, items: Vec<Item>) {
         if self.closed {
-            let ids: Vec<RunId> = items.iter().map(|i| i.dispatch.run.id).collect();
-            self.release(ids).await;
+            self.give_back(items).await;
             return;
         }
         for item in items {
@@ -183,8 +182,14 @@ impl Actor {
     /// Gives waiting runs back (shutdown): leases of runs not started are released; runs the
     /// claim started end their unsent attempt as interrupted, retried per policy at the next start.
     async fn release_waiting(&mut self) {
+        let items: Vec<Item> = self.waiting.drain().flat_map(|(_, q)| q).collect();
+        self.give_back(items).await;
+    }
+
+    /// Runs this node will not send: see `release_waiting`.
+    async fn give_back(&self, items: Vec<Item>) {
         let mut ids = Vec::new();
-        for item in self.waiting.drain().flat_map(|(_, q)| q).collect::<Vec<_>>() {
+        for item in items {
             if is_started(&item) {
                 self.end_unsent(item, AttemptOutcome::Interrupted, "the server stopped before it was sent");
             } else {
