@@ -11,7 +11,7 @@
 //!
 //! where the expression evaluates to a [`Harness`]: a fresh database that can be opened several
 //! times (each handle a "node"). The calling crate needs `tokio` with the `macros` and
-//! `rt-multi-thread` features. [`run_all`] runs every case in sequence instead.
+//! `rt-multi-thread` features.
 //!
 //! Times are virtual: cases pass `now` explicitly, starting at [`t0`].
 //!
@@ -33,7 +33,6 @@
 //! - `list_runs` with a `before` cursor naming an unknown run is `NotFound`.
 
 use std::collections::HashSet;
-use std::future::Future;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -108,60 +107,6 @@ macro_rules! conformance_tests {
             }
         )*
     };
-}
-
-type Case = fn(Arc<dyn Store>) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
-
-macro_rules! cases {
-    ($($case:ident),* $(,)?) => {
-        &[$((stringify!($case), |s| Box::pin($case(s))),)*]
-    };
-}
-
-/// Every single-store case, by name.
-pub const CASES: &[(&str, Case)] = cases!(
-    schedule_round_trip_keeps_every_field,
-    live_name_is_unique_and_finished_schedule_frees_it,
-    update_and_delete_of_unknown_schedule,
-    list_schedules_filters_and_pages,
-    claim_inserts_one_run_per_slot_and_advances,
-    claim_can_start_ready_runs_in_its_own_commit,
-    claim_finishes_exhausted_schedule_and_frees_its_name,
-    slot_claimed_once_is_not_claimed_after_moving_back,
-    coalesce_after_gap_runs_latest_slot_and_records_missed,
-    long_outage_folds_missed_slots_into_one_row,
-    run_all_is_bounded,
-    skip_policy_runs_only_slots_within_grace,
-    overlap_skip_records_skipped_while_a_run_is_active,
-    overlap_queue_one_releases_queued_run_when_active_finishes,
-    overlap_replace_returns_active_runs_to_cancel,
-    jittered_slot_is_leased_only_when_due,
-    lease_is_not_handed_out_twice_and_expires_only_for_other_nodes,
-    next_wake_reflects_schedules_and_retrying_runs,
-    started_attempt_then_success_is_recorded,
-    failed_attempt_retries_and_second_attempt_is_leased_later,
-    recover_interrupts_running_runs_and_retries_per_policy,
-    cancel_run_cancels_only_waiting_runs,
-    purge_history_deletes_only_finished_runs_before_the_cutoff,
-    delete_schedule_cancels_waiting_runs_and_keeps_history,
-    run_now_round_trip_and_list_runs_filters_and_pages,
-    handler_instances_upsert_and_list,
-);
-
-/// Runs every case in sequence, each on a fresh harness from `make`.
-pub async fn run_all<H, F, Fut>(make: F)
-where
-    H: Harness,
-    F: Fn() -> Fut,
-    Fut: Future<Output = H>,
-{
-    for (name, case) in CASES {
-        tracing::info!(case = name, "conformance case");
-        let harness = make().await;
-        case(harness.open().await).await;
-    }
-    let harness = make().await;
-    two_nodes_claim_every_slot_exactly_once(harness.open().await, harness.open().await).await;
 }
 
 // --- helpers ---

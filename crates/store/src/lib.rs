@@ -4,7 +4,8 @@
 //! Module map:
 //! - this file: the trait and the records it speaks in.
 //! - [`sqlite`]: the embedded default (one file, WAL, `synchronous=NORMAL`, migrations at start).
-//! - [`conformance`]: the shared suite (`run_all`), run by each backend's tests.
+//! - [`conformance`]: the shared suite, instantiated in each backend's tests by
+//!   `conformance_tests!` (one test per case).
 //!
 //! The trait is shaped for several nodes from the start: claiming due slots and leasing runs are
 //! single operations that a multi-node backend implements with row locks; SQLite implements them
@@ -152,7 +153,7 @@ pub struct HandlerInstance {
     pub meta: Value,
 }
 
-/// A backend of ScheduleZero's state. Every implementation passes [`conformance::run_all`].
+/// A backend of ScheduleZero's state. Every implementation passes the [`conformance`] suite.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     // --- schedules ---
