@@ -84,6 +84,20 @@ pub(super) async fn lease_due(
     if limit == 0 {
         return Ok(Vec::new());
     }
+    // Usually nothing is due: find out on a reader, without taking the write lock.
+    let any: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM runs INDEXED BY runs_due \
+             WHERE state IN ('pending', 'retrying') AND dispatch_at IS NOT NULL AND dispatch_at <= ?2 \
+               AND (lease_expires_at IS NULL OR (lease_expires_at <= ?2 AND lease_owner <> ?1)))",
+    )
+    .bind(node)
+    .bind(ms(now))
+    .fetch_one(&store.reader)
+    .await
+    .map_err(db_err(ctx))?;
+    if !any {
+        return Ok(Vec::new());
+    }
     let mut tx = store.write(ctx).await?;
     let rows = sqlx::query(AssertSqlSafe(format!(
         "UPDATE runs SET lease_owner = ?1, lease_expires_at = ?2 \
