@@ -1,7 +1,5 @@
 //! The source of "now". The engine never calls the system clock directly, so tests drive time.
 
-use std::sync::Mutex;
-
 use chrono::{DurationRound, TimeDelta, Utc};
 
 use crate::Timestamp;
@@ -24,33 +22,5 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now(&self) -> Timestamp {
         to_millis(Utc::now())
-    }
-}
-
-/// A clock that only moves when told to: for tests of anything time-dependent.
-#[derive(Debug)]
-pub struct ManualClock {
-    now: Mutex<Timestamp>,
-}
-
-impl ManualClock {
-    pub fn new(start: Timestamp) -> Self {
-        Self { now: Mutex::new(to_millis(start)) }
-    }
-
-    /// Moves time forward (or backward, for tests of clock jumps).
-    pub fn set(&self, t: Timestamp) {
-        *self.now.lock().unwrap_or_else(|e| e.into_inner()) = to_millis(t);
-    }
-
-    pub fn advance(&self, by: TimeDelta) {
-        let mut now = self.now.lock().unwrap_or_else(|e| e.into_inner());
-        *now += by;
-    }
-}
-
-impl Clock for ManualClock {
-    fn now(&self) -> Timestamp {
-        *self.now.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

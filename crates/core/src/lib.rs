@@ -2,7 +2,8 @@
 //! functions, so it is tested exhaustively against a virtual clock.
 //!
 //! Module map:
-//! - [`clock`]: the `Clock` that tells the time (the system's, or a manual one for tests).
+//! - [`clock`]: the `Clock` that tells the time, and millisecond truncation (the engine's
+//!   `VirtualClock` is the one tests move by hand).
 //! - [`time`]: the one daylight-saving resolver (local wall time → instants) and timestamp parsing.
 //! - [`trigger`]: `date`, `interval` and `cron` triggers (APScheduler fields or crontab strings),
 //!   parsed from their JSON form with errors that name the field.

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use schedulezero_core::Timestamp;
 use schedulezero_core::policy::OverlapPolicy;
-use schedulezero_core::run::{Attempt, AttemptOutcome, NextStep, RunId, RunState, after_attempt};
+use schedulezero_core::run::{Attempt, AttemptOutcome, RunId, RunState, after_attempt};
 use schedulezero_store::{AttemptEnd, AttemptStart, Dispatch};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
@@ -203,18 +203,15 @@ impl Actor {
     fn end_unsent(&self, item: Item, outcome: AttemptOutcome, why: &str) {
         let run = &item.dispatch.run;
         let now = self.shared.clock.now();
-        let next = if outcome == AttemptOutcome::Interrupted && item.report.is_none() {
-            after_attempt(
-                outcome,
-                run.attempt,
-                run.max_attempts,
-                &item.dispatch.policies.retry,
-                now,
-                fastrand::u64(..),
-            )
-        } else {
-            NextStep::Finish(outcome.final_state())
-        };
+        // Cancelled ends the run; interrupted retries it per policy ("run now" has one attempt).
+        let next = after_attempt(
+            outcome,
+            run.attempt,
+            run.max_attempts,
+            &item.dispatch.policies.retry,
+            now,
+            fastrand::u64(..),
+        );
         let attempt = Attempt {
             run_id: run.id,
             number: run.attempt,
@@ -407,19 +404,25 @@ impl CallTask {
         let finished_at = self.shared.clock.now();
         self.instance.seen(finished_at);
         self.instance.release(Some(outcome == AttemptOutcome::Succeeded));
-        let next = if self.item.report.is_some() {
-            // A "run now" call is one attempt, reported to its caller.
-            NextStep::Finish(outcome.final_state())
-        } else {
-            after_attempt(
+        // A "run now" run has one attempt (max_attempts 1), so this finishes it.
+        let next = after_attempt(
+            outcome,
+            self.attempt,
+            run.max_attempts,
+            &policies.retry,
+            finished_at,
+            fastrand::u64(..),
+        );
+        if let Some(tx) = self.item.report {
+            let _ = tx.send(AttemptReport {
+                run_id: run.id,
+                attempt: self.attempt,
                 outcome,
-                self.attempt,
-                run.max_attempts,
-                &policies.retry,
-                finished_at,
-                fastrand::u64(..),
-            )
-        };
+                instance_id: Some(self.instance.instance_id.clone()),
+                result: result.clone(),
+                error: error.clone(),
+            });
+        }
         let attempt = Attempt {
             run_id: run.id,
             number: self.attempt,
@@ -427,8 +430,8 @@ impl CallTask {
             started_at: self.started_at,
             finished_at,
             outcome,
-            result: result.clone(),
-            error: error.clone(),
+            result,
+            error,
         };
         self.recorder.record(Ended {
             end: AttemptEnd { attempt, next },
@@ -436,16 +439,6 @@ impl CallTask {
             scheduled_for: run.scheduled_for,
             may_release_queued: policies.overlap == OverlapPolicy::QueueOne,
         });
-        if let Some(tx) = self.item.report {
-            let _ = tx.send(AttemptReport {
-                run_id: run.id,
-                attempt: self.attempt,
-                outcome,
-                instance_id: Some(self.instance.instance_id.clone()),
-                result,
-                error,
-            });
-        }
         let _ = self.dispatcher.tx.send(Msg::CallEnded(run.id));
     }
 }

@@ -40,12 +40,6 @@ pub enum Event {
         scheduled_for: Timestamp,
         finished_at: Timestamp,
     },
-    /// Slots were claimed without a run: missed (misfire) or skipped (overlap).
-    SlotsNotRun {
-        schedule_id: ScheduleId,
-        missed: u64,
-        skipped: u64,
-    },
     HandlerUp {
         handler_id: String,
         instance_id: String,
@@ -64,7 +58,6 @@ pub enum ScheduleChange {
     Paused,
     Resumed,
     Deleted,
-    Finished,
 }
 
 /// The engine's event broadcast.

@@ -135,7 +135,7 @@ pub struct Registry {
 }
 
 /// Whether a method can be served now, later, or not at all.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Route {
     /// An instance was reserved for the call.
     Reserved(Arc<Instance>),
@@ -144,14 +144,6 @@ pub enum Route {
     /// No connected instance offers the method.
     Unavailable,
 }
-
-impl PartialEq for Instance {
-    fn eq(&self, other: &Self) -> bool {
-        self.handler_id == other.handler_id && self.instance_id == other.instance_id
-    }
-}
-
-impl Eq for Instance {}
 
 impl Registry {
     /// Adds an instance, replacing a previous one with the same handler and instance id (a

@@ -35,11 +35,10 @@ pub(crate) async fn run(shared: Arc<Shared>, dispatcher: DispatcherHandle, stop:
                     wakes_seen,
                 });
                 if next.is_some_and(|n| n <= shared.clock.now()) {
-                    if handed > 0 {
-                        continue;
+                    if handed == 0 {
+                        // Due but nothing claimable (another node holds it): don't spin.
+                        tokio::time::sleep(Duration::from_millis(20)).await;
                     }
-                    // Due but nothing claimable (another node holds it): don't spin.
-                    tokio::time::sleep(Duration::from_millis(20)).await;
                     continue;
                 }
                 tokio::select! {
@@ -77,10 +76,6 @@ async fn tick(
             let d = dispatcher.clone();
             let run = *run;
             tokio::spawn(async move { d.cancel(run).await });
-        }
-        if claimed.slots > claimed.ready.len() {
-            // Missed or skipped slots (and jittered runs) are in the store; nothing to hand on.
-            tracing::debug!(slots = claimed.slots, ready = claimed.ready.len(), "claimed slots");
         }
         handed += claimed.slots;
         hand_on(shared, dispatcher, claimed.ready);
