@@ -18,7 +18,7 @@ use schedulezero_engine::registry::InstanceSpec;
 use schedulezero_engine::{Engine, EngineError, LocalHandler, ScheduleSpec};
 use schedulezero_store::{RunFilter, SqliteStore};
 use serde_json::{Value, json};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 
 const T0: &str = "2026-06-01T12:00:00Z";
 
@@ -317,12 +317,13 @@ async fn a_run_in_flight_at_a_crash_is_interrupted_then_retried_as_attempt_two()
 
 #[tokio::test]
 async fn overlap_skip_and_queue_one_with_a_slow_handler() {
-    let gate = Arc::new(Notify::new());
+    // Permits, not notifications: a call that starts after a release still sees it.
+    let gate = Arc::new(Semaphore::new(0));
     let g = gate.clone();
     let slow = LocalHandler::new("local").capacity(10).method("slow", move |_, _| {
         let g = g.clone();
         async move {
-            g.notified().await;
+            g.acquire().await.map(|p| p.forget()).map_err(|e| e.to_string())?;
             Ok(json!(null))
         }
     });
@@ -355,9 +356,9 @@ async fn overlap_skip_and_queue_one_with_a_slow_handler() {
     }
     h.wait_states(&skip, &[Running, Skipped, Skipped, Skipped]).await;
     h.wait_states(&queue, &[Running, Pending, Skipped, Skipped]).await;
-    gate.notify_waiters(); // both first runs finish; the queued one starts
+    gate.add_permits(2); // both first runs finish; the queued one starts
     h.wait_states(&queue, &[Succeeded, Running, Skipped, Skipped]).await;
-    gate.notify_waiters();
+    gate.add_permits(1);
     h.idle().await;
     assert_eq!(h.states(&queue).await[..2], [RunState::Succeeded, RunState::Succeeded]);
 }
