@@ -146,9 +146,27 @@ impl Engine {
     // --- handlers ---
 
     /// Adds a handler instance reached through a link (a reconnect replaces the old one).
+    /// An instance the store remembers (it ran before this process, or before a disconnect)
+    /// keeps its registration time and success and failure counts.
     pub async fn register_instance(&self, spec: InstanceSpec) -> Result<Arc<Instance>, EngineError> {
         let now = self.shared.clock.now();
-        let instance = Arc::new(Instance::new(spec, now));
+        let mut instance = Instance::new(spec, now);
+        let known = match self.shared.registry.get(&instance.handler_id, &instance.instance_id) {
+            Some(old) => Some((old.registered_at, old.successes(), old.failures())),
+            None => self
+                .shared
+                .store
+                .list_handler_instances()
+                .await?
+                .into_iter()
+                .find(|r| r.handler_id == instance.handler_id && r.instance_id == instance.instance_id)
+                .map(|r| (r.registered_at, r.successes, r.failures)),
+        };
+        if let Some((registered_at, successes, failures)) = known {
+            tracing::info!(handler = %instance.handler_id, instance = %instance.instance_id, "handler instance is back");
+            instance.restore(registered_at, successes, failures);
+        }
+        let instance = Arc::new(instance);
         self.shared.registry.insert(instance.clone());
         self.persist_instance(&instance).await?;
         self.shared.events.publish(Event::HandlerUp {
@@ -173,6 +191,19 @@ impl Engine {
             });
         }
         Ok(())
+    }
+
+    /// Stops routing new calls to an instance (it said goodbye); calls in flight go on.
+    pub async fn instance_draining(&self, handler_id: &str, instance_id: &str) -> Result<(), EngineError> {
+        if let Some(instance) = self.shared.registry.drain(handler_id, instance_id) {
+            self.persist_instance(&instance).await?;
+        }
+        Ok(())
+    }
+
+    /// The handler instances the store remembers (from this process or earlier ones).
+    pub async fn known_instances(&self) -> Result<Vec<HandlerInstance>, EngineError> {
+        Ok(self.shared.store.list_handler_instances().await?)
     }
 
     /// Tells the dispatcher an instance may take calls again (capacity freed, reconnected).

@@ -27,6 +27,8 @@ pub struct Instance {
     pub link: Arc<dyn Link>,
     in_flight: AtomicU32,
     connected: AtomicBool,
+    /// Said goodbye: takes no new calls, finishes those in flight.
+    draining: AtomicBool,
     last_seen: Mutex<Timestamp>,
     successes: AtomicU64,
     failures: AtomicU64,
@@ -68,6 +70,7 @@ impl Instance {
             link: spec.link,
             in_flight: AtomicU32::new(0),
             connected: AtomicBool::new(true),
+            draining: AtomicBool::new(false),
             last_seen: Mutex::new(now),
             successes: AtomicU64::new(0),
             failures: AtomicU64::new(0),
@@ -80,6 +83,15 @@ impl Instance {
 
     pub fn is_connected(&self) -> bool {
         self.connected.load(Ordering::Acquire)
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    /// Whether new calls may be routed to it.
+    pub fn takes_calls(&self) -> bool {
+        self.is_connected() && !self.is_draining()
     }
 
     pub fn last_seen(&self) -> Timestamp {
@@ -101,6 +113,17 @@ impl Instance {
 
     pub(crate) fn set_connected(&self, connected: bool) {
         self.connected.store(connected, Ordering::Release);
+    }
+
+    pub(crate) fn set_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+
+    /// Carries over what the store remembers of an instance that comes back.
+    pub(crate) fn restore(&mut self, registered_at: Timestamp, successes: u64, failures: u64) {
+        self.registered_at = registered_at;
+        self.successes = AtomicU64::new(successes);
+        self.failures = AtomicU64::new(failures);
     }
 
     /// Takes one unit of capacity if there is one.
@@ -171,6 +194,19 @@ impl Registry {
         Some(inst)
     }
 
+    /// Marks an instance draining: no new calls are routed to it.
+    pub fn drain(&self, handler_id: &str, instance_id: &str) -> Option<Arc<Instance>> {
+        let inst = self.get(handler_id, instance_id)?;
+        inst.set_draining();
+        Some(inst)
+    }
+
+    /// Whether any instance, connected or not, was ever known under this handler id.
+    pub fn knows_handler(&self, handler_id: &str) -> bool {
+        let pools = self.pools.read().unwrap_or_else(|e| e.into_inner());
+        pools.get(handler_id).is_some_and(|p| !p.instances.is_empty())
+    }
+
     pub fn get(&self, handler_id: &str, instance_id: &str) -> Option<Arc<Instance>> {
         let pools = self.pools.read().unwrap_or_else(|e| e.into_inner());
         pools.get(handler_id)?.instances.iter().find(|i| i.instance_id == instance_id).cloned()
@@ -187,7 +223,7 @@ impl Registry {
         for k in 0..n {
             let idx = (pool.next + k) % n;
             let inst = &pool.instances[idx];
-            if !inst.is_connected() || !inst.methods.contains(method) {
+            if !inst.takes_calls() || !inst.methods.contains(method) {
                 continue;
             }
             offered = true;
@@ -204,7 +240,7 @@ impl Registry {
         let pools = self.pools.read().unwrap_or_else(|e| e.into_inner());
         pools
             .get(handler_id)
-            .is_some_and(|p| p.instances.iter().any(|i| i.is_connected() && i.methods.contains(method)))
+            .is_some_and(|p| p.instances.iter().any(|i| i.takes_calls() && i.methods.contains(method)))
     }
 
     /// All instances, connected or not, sorted by handler and instance id.

@@ -125,6 +125,12 @@ pub enum CallReply {
     Failure { error: String, reply: Option<Value> },
 }
 
+impl CallReply {
+    pub fn is_success(&self) -> bool {
+        matches!(self, CallReply::Success(_))
+    }
+}
+
 /// Reads a handler's reply to a call.
 pub fn interpret_reply(frame: &[u8]) -> CallReply {
     let Ok(value) = serde_json::from_slice::<Value>(frame) else {

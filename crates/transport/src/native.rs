@@ -1,0 +1,261 @@
+//! Native handler sessions: hello and welcome, heartbeats, goodbye (drain), bye, liveness — and
+//! the [`Link`] the dispatcher calls a native instance through.
+//!
+//! An instance is `(handler_id, instance_id)`; a connection is a ROUTER peer. A handler that
+//! reconnects (new peer, same instance) keeps its link and its calls in flight: their results are
+//! matched by run id whatever connection brings them.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use async_trait::async_trait;
+use schedulezero_core::run::RunId;
+use schedulezero_engine::Engine;
+use schedulezero_engine::link::{Call, Link, LinkError, Reply};
+use schedulezero_engine::registry::{Instance, InstanceSpec};
+use schedulezero_protocol::limits::MISSED_HEARTBEATS;
+use schedulezero_protocol::native::{self, CallResult, FromHandler, FromServer, Hello};
+use tokio::sync::oneshot;
+
+use crate::config::TransportConfig;
+use crate::outbox::Outbox;
+use crate::pending::{CallKey, Pending};
+use crate::router::hex;
+
+type InstanceKey = (String, String);
+
+/// Calls one native instance over whichever connection it last said hello on.
+pub(crate) struct NativeLink {
+    key: InstanceKey,
+    peer: Mutex<Vec<u8>>,
+    outbox: Arc<Outbox>,
+    pending: Arc<Pending>,
+}
+
+impl NativeLink {
+    fn peer(&self) -> Vec<u8> {
+        self.peer.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn set_peer(&self, peer: Vec<u8>) {
+        *self.peer.lock().unwrap_or_else(|e| e.into_inner()) = peer;
+    }
+}
+
+/// Forgets a pending call when its `call` future ends or is dropped (deadline, cancel).
+struct Forget<'a>(&'a Pending, CallKey);
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        self.0.remove(&self.1);
+    }
+}
+
+#[async_trait]
+impl Link for NativeLink {
+    async fn call(&self, call: Call) -> Result<Reply, LinkError> {
+        let (tx, rx) = oneshot::channel();
+        let key = (call.run_id, call.attempt);
+        self.pending.insert(key, self.key.clone(), tx);
+        let _forget = Forget(&self.pending, key);
+        let msg = FromServer::Call(native::Call {
+            run_id: call.run_id,
+            attempt: call.attempt,
+            scheduled_for: call.scheduled_for,
+            method: call.method,
+            params: call.params,
+            deadline_ms: u64::try_from(call.deadline.as_millis()).unwrap_or(u64::MAX),
+        });
+        let [sig, body] = native::encode(&msg);
+        self.outbox.send(&[&self.peer(), &sig, &body]);
+        rx.await.unwrap_or_else(|_| Err(LinkError::Disconnected("the transport stopped".into())))
+    }
+
+    async fn cancel(&self, run_id: RunId, attempt: u32) {
+        let [sig, body] = native::encode(&FromServer::Cancel { run_id, attempt });
+        self.outbox.send(&[&self.peer(), &sig, &body]);
+    }
+}
+
+struct Session {
+    peer: Vec<u8>,
+    link: Arc<NativeLink>,
+    instance: Arc<Instance>,
+    last_heard: Instant,
+    connected: bool,
+}
+
+/// Every native instance this server has talked to, owned by the session task.
+pub(crate) struct NativeSessions {
+    engine: Arc<Engine>,
+    outbox: Arc<Outbox>,
+    pending: Arc<Pending>,
+    config: TransportConfig,
+    by_peer: HashMap<Vec<u8>, InstanceKey>,
+    sessions: HashMap<InstanceKey, Session>,
+}
+
+impl NativeSessions {
+    pub fn new(
+        engine: Arc<Engine>,
+        outbox: Arc<Outbox>,
+        pending: Arc<Pending>,
+        config: TransportConfig,
+    ) -> Self {
+        Self { engine, outbox, pending, config, by_peer: HashMap::new(), sessions: HashMap::new() }
+    }
+
+    pub async fn handle(&mut self, peer: Vec<u8>, msg: FromHandler) {
+        if let FromHandler::Hello(hello) = msg {
+            return self.hello(peer, hello).await;
+        }
+        let Some(key) = self.by_peer.get(&peer).cloned() else {
+            // A connection this server does not know: it restarted, or dropped the instance.
+            return self.send(&peer, &FromServer::HelloAgain);
+        };
+        let Some(session) = self.sessions.get_mut(&key) else { return };
+        session.last_heard = Instant::now();
+        session.instance.seen(self.engine.clock().now());
+        match msg {
+            FromHandler::Heartbeat { .. } | FromHandler::Hello(_) | FromHandler::Result(_) => {}
+            FromHandler::Goodbye { reason } => {
+                tracing::info!(handler = %key.0, instance = %key.1, reason = reason.as_deref().unwrap_or(""), "handler instance is draining");
+                if let Err(e) = self.engine.instance_draining(&key.0, &key.1).await {
+                    tracing::warn!(error = %e, "could not record a draining instance");
+                }
+            }
+            FromHandler::Bye => self.disconnect(&key, "the handler closed its link").await,
+        }
+    }
+
+    /// A result no call awaited: its call ended (deadline, cancel, lost) or predates a restart.
+    pub fn late_result(&mut self, peer: Vec<u8>, result: CallResult) {
+        tracing::info!(run = %result.run_id, attempt = result.attempt, success = result.success,
+            "result for a call that already ended; ignored (the run's history has its outcome)");
+        if !self.by_peer.contains_key(&peer) {
+            self.send(&peer, &FromServer::HelloAgain);
+        }
+    }
+
+    /// Disconnects instances silent for too many heartbeat intervals.
+    pub async fn check_liveness(&mut self) {
+        let limit = self.config.heartbeat * MISSED_HEARTBEATS;
+        let silent: Vec<InstanceKey> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.connected && s.last_heard.elapsed() > limit)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in silent {
+            let why = format!("no heartbeat for {} ms", limit.as_millis());
+            self.disconnect(&key, &why).await;
+        }
+    }
+
+    async fn hello(&mut self, peer: Vec<u8>, hello: Hello) {
+        if let Some(expected) = &self.config.credential
+            && hello.credential.as_deref() != Some(expected.as_str())
+        {
+            tracing::warn!(handler = %hello.handler_id, instance = %hello.instance_id, "hello refused: bad credential");
+            return self.send(&peer, &FromServer::Refused { error: "invalid or missing credential".into() });
+        }
+        let key = (hello.handler_id.clone(), hello.instance_id.clone());
+        if let Some(s) = self.sessions.get_mut(&key)
+            && s.connected
+            && s.instance.capacity == hello.capacity.max(1)
+            && s.instance.methods.iter().eq(sorted(&hello.methods))
+        {
+            // The same live instance over a new connection: keep its link and calls in flight.
+            if s.peer != peer {
+                self.by_peer.remove(&s.peer);
+                s.peer = peer.clone();
+                s.link.set_peer(peer.clone());
+                self.by_peer.insert(peer.clone(), key.clone());
+            }
+            s.last_heard = Instant::now();
+            return self.welcome(&peer);
+        }
+        let link = match self.sessions.get(&key) {
+            Some(old) => {
+                self.by_peer.remove(&old.peer);
+                old.link.set_peer(peer.clone());
+                old.link.clone()
+            }
+            None => Arc::new(NativeLink {
+                key: key.clone(),
+                peer: Mutex::new(peer.clone()),
+                outbox: self.outbox.clone(),
+                pending: self.pending.clone(),
+            }),
+        };
+        let spec = InstanceSpec {
+            handler_id: hello.handler_id.clone(),
+            instance_id: hello.instance_id.clone(),
+            protocol: "native".into(),
+            address: format!("zmq-peer:{}", hex(&peer)),
+            methods: hello.methods.clone(),
+            capacity: hello.capacity,
+            link: link.clone(),
+        };
+        let instance = match self.engine.register_instance(spec).await {
+            Ok(i) => i,
+            Err(e) => {
+                tracing::error!(error = %e, handler = %key.0, "could not register a handler instance");
+                return self.send(&peer, &FromServer::Refused { error: format!("server error: {e}") });
+            }
+        };
+        tracing::info!(handler = %key.0, instance = %key.1, capacity = hello.capacity,
+            methods = ?hello.methods, agent = hello.agent.as_deref().unwrap_or(""), "native handler connected");
+        self.by_peer.insert(peer.clone(), key.clone());
+        self.sessions.insert(
+            key,
+            Session { peer: peer.clone(), link, instance, last_heard: Instant::now(), connected: true },
+        );
+        self.welcome(&peer);
+    }
+
+    async fn disconnect(&mut self, key: &InstanceKey, why: &str) {
+        let Some(s) = self.sessions.get_mut(key) else { return };
+        if !s.connected {
+            return;
+        }
+        s.connected = false;
+        let peer = s.peer.clone();
+        self.by_peer.remove(&peer);
+        let failed = self.pending.fail_instance(&key.0, &key.1, why);
+        tracing::warn!(handler = %key.0, instance = %key.1, calls_in_flight = failed, %why, "native handler disconnected");
+        if let Err(e) = self.engine.instance_disconnected(&key.0, &key.1).await {
+            tracing::warn!(error = %e, "could not record a disconnected instance");
+        }
+    }
+
+    /// Everything is shutting down: tell connected handlers nothing, just forget them.
+    pub fn clear(&mut self) {
+        self.by_peer.clear();
+        self.sessions.clear();
+    }
+
+    fn welcome(&self, peer: &[u8]) {
+        self.send(
+            peer,
+            &FromServer::Welcome {
+                heartbeat_ms: u64::try_from(self.config.heartbeat.as_millis()).unwrap_or(1000),
+                max_frame_bytes: self.config.max_frame_bytes as u64,
+                server: concat!("schedulezero/", env!("CARGO_PKG_VERSION")).into(),
+            },
+        );
+    }
+
+    fn send(&self, peer: &[u8], msg: &FromServer) {
+        let [sig, body] = native::encode(msg);
+        self.outbox.send(&[peer, &sig, &body]);
+    }
+}
+
+fn sorted(methods: &[String]) -> Vec<&String> {
+    let mut m: Vec<&String> = methods.iter().collect();
+    m.sort();
+    m.dedup();
+    m
+}
