@@ -284,8 +284,8 @@ impl Actor {
             return;
         }
         let now = self.shared.clock.now();
-        // Runs the claim already started need no commit; the others (retries, jittered slots,
-        // "run now") get their start committed here, before the send.
+        // Runs already started (by the claim, or stored so by "run now") need no commit; the
+        // others (retries, jittered slots) get their start committed here, before the send.
         let starts: Vec<AttemptStart> = picked
             .iter()
             .filter(|(item, _)| !is_started(item))

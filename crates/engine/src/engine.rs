@@ -364,15 +364,16 @@ impl Engine {
             id: uuid::Uuid::now_v7(),
             schedule_id: None,
             scheduled_for: now,
-            // Pending with no dispatch time: no lease sweep picks it up (it is this caller's),
-            // and it can be cancelled until the dispatcher starts it.
+            // Stored with its one attempt already started, so sending it needs no second write
+            // (this is the latency path of `POST /api/run_now`). No dispatch time: no lease
+            // sweep picks it up, it is this caller's; a crash records it interrupted.
             dispatch_at: None,
-            state: RunState::Pending,
-            attempt: 0,
+            state: RunState::Running,
+            attempt: 1,
             max_attempts: 1,
             target,
             created_at: now,
-            started_at: None,
+            started_at: Some(now),
             finished_at: None,
             result: None,
             error: None,
