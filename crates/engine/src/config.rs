@@ -20,6 +20,10 @@ pub struct EngineConfig {
     /// On shutdown, how long calls in flight may take to finish before they are recorded as
     /// interrupted (default 10 s).
     pub shutdown_grace: Duration,
+    /// Runs that may wait in memory for one handler and method (default 10,000). Past it, a run
+    /// already started ends its attempt `lost` and is retried per its policy, so a handler that
+    /// is gone for long cannot fill the server's memory.
+    pub max_waiting: usize,
 }
 
 impl Default for EngineConfig {
@@ -31,6 +35,7 @@ impl Default for EngineConfig {
             history_retention: Some(TimeDelta::days(30)),
             purge_every: TimeDelta::hours(1),
             shutdown_grace: Duration::from_secs(10),
+            max_waiting: 10_000,
         }
     }
 }

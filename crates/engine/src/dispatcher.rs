@@ -173,9 +173,23 @@ impl Actor {
             self.give_back(items).await;
             return;
         }
+        let cap = self.shared.config.max_waiting.max(1);
         for item in items {
             let key = (item.dispatch.run.target.handler_id.clone(), item.dispatch.run.target.method.clone());
-            self.waiting.entry(key).or_default().push_back(item);
+            let queue = self.waiting.entry(key).or_default();
+            if queue.len() >= cap && is_started(&item) {
+                // Runs not yet started (retries, jittered slots) always queue: they are few,
+                // and releasing them would only bring them straight back.
+                let why = format!(
+                    "{} runs already wait for handler '{}' method '{}' and no instance takes them",
+                    queue.len(),
+                    item.dispatch.run.target.handler_id,
+                    item.dispatch.run.target.method
+                );
+                self.end_unsent(item, AttemptOutcome::Lost, &why);
+                continue;
+            }
+            queue.push_back(item);
         }
     }
 

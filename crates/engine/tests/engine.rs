@@ -541,6 +541,51 @@ async fn runs_wait_for_their_handler_and_start_when_it_registers() {
 }
 
 #[tokio::test]
+async fn runs_past_the_waiting_cap_end_lost_and_are_retried_later() {
+    let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("warn").try_init();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let clock = Arc::new(VirtualClock::new(t(T0)));
+    let store = SqliteStore::open_path(dir.path().join("engine.db")).await.expect("store opens");
+    let engine = Engine::start(Arc::new(store), clock.clone(), EngineConfig { max_waiting: 3, ..config() })
+        .await
+        .expect("engine starts");
+    let ctx = ParseContext { now: clock.now_ts(), local_zone: chrono_tz::UTC };
+    let mut ids = Vec::new();
+    for k in 0..5 {
+        let trigger = Trigger::parse(&json!({"type": "date", "run_date": T0}), &ctx).expect("trigger");
+        let s = engine.add_schedule(ScheduleSpec::new(trigger, target("tick")).name(format!("s{k}"))).await;
+        ids.push(s.expect("added").id);
+    }
+    // Not idle: runs wait for a handler. Poll until the claim and the cap have done their work.
+    let mut runs = Vec::new();
+    for _ in 0..1000 {
+        runs = engine.store().list_runs(&RunFilter::default()).await.expect("runs");
+        if runs.iter().filter(|r| r.state == RunState::Retrying).count() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let waiting = runs.iter().filter(|r| r.state == RunState::Running).count();
+    let retrying = runs.iter().filter(|r| r.state == RunState::Retrying).count();
+    assert_eq!((waiting, retrying), (3, 2), "3 wait in memory, 2 end lost and retry later: {runs:?}");
+    let lost = runs.iter().find(|r| r.state == RunState::Retrying).expect("a retrying run");
+    let attempts = engine.store().list_attempts(lost.id).await.expect("attempts");
+    assert_eq!(attempts[0].outcome, AttemptOutcome::Lost);
+    assert!(attempts[0].error.as_deref().unwrap_or("").contains("3 runs already wait"), "{attempts:?}");
+
+    // The handler comes: the waiting runs go at once, the others at their retry time.
+    let calls = Arc::new(AtomicU32::new(0));
+    engine.add_local_handler(counting(calls.clone())).await.expect("registered");
+    tokio::time::timeout(Duration::from_secs(20), engine.idle()).await.expect("idle");
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    clock.advance(TimeDelta::seconds(120));
+    tokio::time::timeout(Duration::from_secs(20), engine.idle()).await.expect("idle");
+    assert_eq!(calls.load(Ordering::SeqCst), 5);
+    let runs = engine.store().list_runs(&RunFilter::default()).await.expect("runs");
+    assert!(runs.iter().all(|r| r.state == RunState::Succeeded), "{runs:?}");
+}
+
+#[tokio::test]
 async fn finished_runs_are_purged_after_the_retention_period() {
     let calls = Arc::new(AtomicU32::new(0));
     let h = Harness::start(vec![counting(calls.clone())]).await;

@@ -91,7 +91,10 @@ async fn hostile_frames_cost_only_their_sender() {
         for declared in [1u64 << 31, 1u64 << 35] {
             let mut s = TcpStream::connect(("127.0.0.1", port(&ep))).unwrap();
             s.write_all(&zmtp_handshake()).unwrap();
-            assert!(!closed_by_server(&mut s, Duration::from_millis(300)), "the handshake itself is accepted");
+            assert!(
+                !closed_by_server(&mut s, Duration::from_millis(300)),
+                "the handshake itself is accepted"
+            );
             let mut huge = vec![0x02]; // long message frame, no more frames
             huge.extend(declared.to_be_bytes());
             huge.extend([b'x'; 64]);
