@@ -43,12 +43,14 @@ impl Handler {
     }
 
     /// The hello this instance sends.
-    pub fn hello(&self) -> &Hello {
+    #[cfg(test)]
+    pub(crate) fn hello(&self) -> &Hello {
         &self.hello
     }
 
     /// The link's state as it changes: `Connecting`, `Registered` (and back to `Connecting` when
-    /// the server restarts), `Draining`, then `Closed` once a run has returned.
+    /// the server restarts), `Draining`, then `Closed` once a run has returned. Take it before
+    /// running: `run` consumes the handler.
     pub fn status(&self) -> watch::Receiver<LinkState> {
         self.status.subscribe()
     }

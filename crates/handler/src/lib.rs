@@ -1,20 +1,20 @@
 //! Rust SDK for ScheduleZero handlers: serve async methods to a ScheduleZero server over the
 //! native protocol (a DEALER socket connected to the server's ROUTER; `SZ1` + JSON frames).
 //!
-//! Modules, in the order a call meets them:
-//! - [`builder`]: [`HandlerBuilder`] declares ids, capacity, credential and methods, and checks
+//! Modules (all private; the types below are re-exported at the crate root):
+//! - `builder`: [`HandlerBuilder`] declares ids, capacity, credential and methods, and checks
 //!   them.
-//! - [`handler`]: [`Handler`] with [`Handler::run`] / [`Handler::run_until`] and its
+//! - `handler`: [`Handler`] with [`Handler::run`] / [`Handler::run_until`] and its
 //!   [`LinkState`] watch.
 //! - `session`: one run — reacts to the server's messages, finished calls, timers and shutdown.
 //! - `link`: the registration state machine (hello with backoff until welcomed, then heartbeats).
 //! - `socket`: the socket actor — a thread owning the ZeroMQ DEALER, bridged to tokio.
 //! - `calls`: the calls in flight — one task each, capacity, de-duplication, cancellation and
 //!   the deadline, with a grace period.
-//! - [`context`]: [`CallContext`], what a method knows about its call.
+//! - `context`: [`CallContext`], what a method knows about its call.
 //! - `method`: methods behind one type-erased signature.
 //! - `shutdown`: SIGTERM/SIGINT (or the caller's future) as a stream of requests.
-//! - [`error`]: [`MethodError`], [`BuildError`], [`RunError`].
+//! - `error`: [`MethodError`], [`BuildError`], [`RunError`].
 //!
 //! ```no_run
 //! use schedulezero_handler::{CallContext, Handler, LinkState, MethodError};
@@ -47,18 +47,18 @@
 //! # }
 //! ```
 
-pub mod builder;
+mod builder;
 mod calls;
-pub mod context;
-pub mod error;
-pub mod handler;
+mod context;
+mod error;
+mod handler;
 mod link;
 mod method;
 mod session;
 mod shutdown;
 mod socket;
 
-pub use builder::{HandlerBuilder, default_instance_id};
+pub use builder::{HandlerBuilder, INSTANCE_ID_ENV, default_instance_id};
 pub use calls::CANCEL_GRACE;
 pub use context::CallContext;
 pub use error::{BuildError, MethodError, RunError};

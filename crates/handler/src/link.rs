@@ -97,10 +97,14 @@ impl Link {
         self.hello_retry = (self.hello_retry * 2).min(MAX_RECONNECT);
     }
 
-    /// The server welcomed us: heartbeat from now on.
+    /// The server welcomed us: heartbeat from now on. A `max_frame_bytes` of 0 is taken as not
+    /// stated.
     pub(crate) fn welcomed(&mut self, heartbeat_ms: u64, max_frame_bytes: u64, now: Instant) {
         let heartbeat = Duration::from_millis(heartbeat_ms).max(MIN_HEARTBEAT);
-        let max_frame_bytes = usize::try_from(max_frame_bytes).unwrap_or(usize::MAX);
+        let max_frame_bytes = match max_frame_bytes {
+            0 => MAX_FRAME_BYTES,
+            n => usize::try_from(n).unwrap_or(usize::MAX),
+        };
         self.welcome = Some(Welcome { heartbeat, max_frame_bytes });
         self.hello_retry = FIRST_HELLO_RETRY;
         self.next = now + heartbeat;
@@ -172,8 +176,9 @@ mod tests {
         assert_eq!(link.next_due(), t0 + 105 * MS);
         assert_eq!(link.due(t0 + 105 * MS), Some(Due::Heartbeat));
         assert_eq!(link.next_due(), t0 + 205 * MS);
-        link.welcomed(0, 1024, t0);
+        link.welcomed(0, 0, t0);
         assert_eq!(link.next_due(), t0 + MIN_HEARTBEAT);
+        assert_eq!(link.max_frame_bytes(), MAX_FRAME_BYTES);
     }
 
     #[test]

@@ -39,7 +39,7 @@ where
 }
 
 /// The methods of one handler, by name (sorted, so error messages list them in a stable order).
-#[derive(Clone, Default)]
+#[derive(Default)]
 pub(crate) struct Methods {
     by_name: BTreeMap<String, Method>,
 }

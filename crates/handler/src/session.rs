@@ -71,11 +71,11 @@ pub(crate) async fn run(
             },
             () = &mut timer => s.on_timer(),
         }
+        s.publish();
         if s.link.is_draining() && s.calls.in_flight() == 0 {
             tracing::info!("{} drained", s.who);
             break Ok(());
         }
-        s.publish();
     };
     s.send(&FromHandler::Bye);
     s.socket.close().await;

@@ -198,11 +198,13 @@ fn welcome_then_heartbeats_arrive_at_the_server_chosen_interval() {
         server.expect("heartbeat");
     }
     let four_intervals = since_first.elapsed();
+    // Nominally 400 ms; the bounds leave room for a busy machine yet tell 100 ms from the
+    // 1 s default and from a flood.
     assert!(
-        four_intervals >= Duration::from_millis(350),
+        four_intervals >= Duration::from_millis(300),
         "4 heartbeats 100 ms apart took {four_intervals:?}"
     );
-    assert!(four_intervals < Duration::from_secs(4), "heartbeats too slow: {four_intervals:?}");
+    assert!(four_intervals < Duration::from_secs(3), "heartbeats too slow: {four_intervals:?}");
     running.stop();
 }
 
@@ -399,13 +401,15 @@ fn example_binary() -> std::path::PathBuf {
 fn the_example_registers_serves_and_drains_on_sigterm() {
     use std::io::BufRead;
     let server = Server::on_any_port();
-    let mut child = std::process::Command::new(example_binary())
-        .args(["--server", &server.endpoint, "--instance-id", "example-1", "--capacity", "2"])
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("start the example");
-    let stdout = child.stdout.take().unwrap();
+    let mut child = KillOnDrop(
+        std::process::Command::new(example_binary())
+            .args(["--server", &server.endpoint, "--instance-id", "example-1", "--capacity", "2"])
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start the example"),
+    );
+    let stdout = child.0.stdout.take().unwrap();
     let (line_tx, lines) = std_mpsc::channel();
     std::thread::spawn(move || {
         for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -428,12 +432,22 @@ fn the_example_registers_serves_and_drains_on_sigterm() {
     // Let the call reach the handler before the signal does.
     server.call(&peer, "echo", json!("ping"));
     assert_eq!(server.expect("result").1["result"], "ping");
-    let killed = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let killed = std::process::Command::new("kill").args(["-TERM", &child.0.id().to_string()]).status();
     assert!(killed.unwrap().success());
     server.expect("goodbye");
     let (_, result) = server.expect("result");
     assert_eq!((&result["run_id"], &result["result"]), (&json!(slow), &json!({"slept_ms": 300})));
     server.expect("bye");
     assert_eq!(lines.recv_timeout(PATIENCE).as_deref(), Ok("drained"));
-    assert!(child.wait().unwrap().success());
+    assert!(child.0.wait().unwrap().success());
+}
+
+/// Kills the child if the test fails before it exits.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
