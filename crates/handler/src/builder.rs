@@ -1,0 +1,166 @@
+//! [`HandlerBuilder`]: declares a handler (its ids, capacity, credential and methods) and checks
+//! the declaration against the protocol's rules before anything connects.
+
+use std::future::Future;
+
+use schedulezero_protocol::native::Hello;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::context::CallContext;
+use crate::error::{BuildError, MethodError};
+use crate::handler::Handler;
+use crate::method::{Methods, erase};
+
+/// The environment variable that names this instance when [`HandlerBuilder::instance_id`] is not
+/// called.
+pub const INSTANCE_ID_ENV: &str = "SCHEDULEZERO_INSTANCE_ID";
+
+/// Sent in the hello so operators can tell which SDK an instance runs.
+const AGENT: &str = concat!("schedulezero-handler/", env!("CARGO_PKG_VERSION"), " (rust)");
+
+/// Declares a handler; start with [`Handler::builder`].
+#[must_use = "a builder does nothing until .build()"]
+pub struct HandlerBuilder {
+    /// The handler (pool) id jobs target.
+    handler_id: String,
+    /// Set by `.instance_id()`; otherwise [`default_instance_id`].
+    instance_id: Option<String>,
+    /// Most calls at once; 1 unless set.
+    capacity: u32,
+    /// Shown to the server's access control.
+    credential: Option<String>,
+    methods: Methods,
+    /// The first method name registered twice, reported by `build`.
+    duplicate: Option<String>,
+}
+
+impl HandlerBuilder {
+    pub(crate) fn new(handler_id: String) -> Self {
+        HandlerBuilder {
+            handler_id,
+            instance_id: None,
+            capacity: 1,
+            credential: None,
+            methods: Methods::default(),
+            duplicate: None,
+        }
+    }
+
+    /// Names this instance; keep it stable across restarts so the server recognises the instance.
+    /// Default: `$SCHEDULEZERO_INSTANCE_ID`, else `<hostname>-<pid>`.
+    pub fn instance_id(mut self, instance_id: impl Into<String>) -> Self {
+        self.instance_id = Some(instance_id.into());
+        self
+    }
+
+    /// How many calls this instance runs at once (default 1); calls beyond it are refused, and
+    /// the server sends them elsewhere.
+    pub fn capacity(mut self, capacity: u32) -> Self {
+        self.capacity = capacity;
+        self
+    }
+
+    /// A credential for the server's access control, sent in the hello.
+    pub fn credential(mut self, credential: impl Into<String>) -> Self {
+        self.credential = Some(credential.into());
+        self
+    }
+
+    /// Serves `method` with an async function of the call's context and params. It returns
+    /// anything serializable on success, and anything that converts into a [`MethodError`] on
+    /// failure. Each call runs in its own task.
+    pub fn method<F, Fut, R, E>(mut self, name: impl Into<String>, f: F) -> Self
+    where
+        F: Fn(CallContext, Value) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<R, E>> + Send + 'static,
+        R: Serialize,
+        E: Into<MethodError>,
+    {
+        if let Err(name) = self.methods.insert(name.into(), erase(f)) {
+            self.duplicate.get_or_insert(name);
+        }
+        self
+    }
+
+    /// Checks the declaration: ids and method names non-empty, at most 256 bytes, no control
+    /// characters; at least one method; capacity between 1 and 10 000.
+    pub fn build(self) -> Result<Handler, BuildError> {
+        if let Some(name) = self.duplicate {
+            return Err(BuildError::DuplicateMethod(name));
+        }
+        let hello = Hello {
+            handler_id: self.handler_id,
+            instance_id: self.instance_id.unwrap_or_else(default_instance_id),
+            methods: self.methods.names(),
+            capacity: self.capacity,
+            credential: self.credential,
+            agent: Some(AGENT.into()),
+        };
+        hello.validate().map_err(BuildError::Invalid)?;
+        Ok(Handler::new(hello, self.methods))
+    }
+}
+
+/// `$SCHEDULEZERO_INSTANCE_ID` if set and not blank, else `<hostname>-<pid>`: stable for the
+/// process, so reconnects keep the identity.
+pub fn default_instance_id() -> String {
+    if let Ok(id) = std::env::var(INSTANCE_ID_ENV)
+        && !id.trim().is_empty()
+    {
+        return id;
+    }
+    format!("{}-{}", hostname(), std::process::id())
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn echo(b: HandlerBuilder, name: &str) -> HandlerBuilder {
+        b.method(name, |_, p| async move { Ok::<_, MethodError>(p) })
+    }
+
+    #[test]
+    fn build_declares_sorted_methods_capacity_and_the_agent() {
+        let h = echo(echo(Handler::builder("reports").instance_id("host-1").capacity(8), "b"), "a")
+            .credential("secret")
+            .build()
+            .unwrap();
+        let hello = h.hello();
+        assert_eq!((hello.handler_id.as_str(), hello.instance_id.as_str()), ("reports", "host-1"));
+        assert_eq!((hello.methods.clone(), hello.capacity), (vec!["a".to_string(), "b".to_string()], 8));
+        assert_eq!(hello.credential.as_deref(), Some("secret"));
+        assert!(hello.agent.as_deref().unwrap().starts_with("schedulezero-handler/"));
+    }
+
+    #[test]
+    fn build_refuses_what_the_server_would_refuse() {
+        let no_methods = Handler::builder("reports").build().err().unwrap();
+        assert!(no_methods.to_string().contains("methods"), "{no_methods}");
+        let blank = echo(Handler::builder(" "), "a").build().err().unwrap();
+        assert!(blank.to_string().contains("handler_id"), "{blank}");
+        let zero = echo(Handler::builder("r").capacity(0), "a").build().err().unwrap();
+        assert!(zero.to_string().contains("capacity"), "{zero}");
+        let twice = echo(echo(Handler::builder("r"), "a"), "a").build().err().unwrap();
+        assert_eq!(twice, BuildError::DuplicateMethod("a".into()));
+    }
+
+    #[test]
+    fn the_default_instance_id_is_stable_and_names_the_process() {
+        let id = default_instance_id();
+        assert_eq!(id, default_instance_id());
+        if std::env::var(INSTANCE_ID_ENV).is_err() {
+            assert!(id.ends_with(&format!("-{}", std::process::id())), "{id}");
+        }
+    }
+}
