@@ -439,6 +439,14 @@ impl Engine {
         }
         self.dispatcher.shutdown(self.shared.config.shutdown_grace).await;
         self.recorder.flush().await;
+        // Keep each instance's counts and last sighting for the next start (they are in memory
+        // between connects and disconnects); none is connected to a stopped server.
+        for instance in self.shared.registry.instances() {
+            instance.set_connected(false);
+            if let Err(e) = self.persist_instance(&instance).await {
+                tracing::warn!(error = %e, instance = %instance.instance_id, "could not save a handler instance");
+            }
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 //!
 //! The session task takes every message except call results (those are matched on the socket
 //! thread): hellos, heartbeats, goodbyes, version-1 registrations, and what the version-1
-//! threads report. It checks native liveness every half heartbeat interval.
+//! threads report. It checks native liveness every tenth of a heartbeat interval.
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -102,7 +102,8 @@ async fn sessions(
     config: TransportConfig,
     stop: CancellationToken,
 ) {
-    let mut liveness = tokio::time::interval(config.heartbeat / 2);
+    // Checked often so a silent instance is disconnected soon after its third missed heartbeat.
+    let mut liveness = tokio::time::interval(config.heartbeat / 10);
     liveness.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {

@@ -114,6 +114,24 @@ pub async fn poll_until(within: Duration, mut cond: impl FnMut() -> bool) -> boo
     }
 }
 
+/// Polls an async condition every 20 ms; true if it held before the deadline.
+pub async fn eventually<F, Fut>(within: Duration, mut cond: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if cond().await {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// A child process, killed (SIGKILL, by PID) when dropped, its stdout lines readable.
 pub struct Proc {
     child: Child,
@@ -142,21 +160,22 @@ impl Proc {
         self.child.id()
     }
 
-    /// Waits for a stdout line starting with `prefix` (lines before it are kept in `seen`).
-    pub async fn wait_line(&mut self, prefix: &str, within: Duration) -> String {
+    /// Waits for a stdout line holding `marker` (lines before it are kept in `seen`). A child
+    /// that is a re-run test binary prints after the test harness's `test name ... ` on one line.
+    pub async fn wait_line(&mut self, marker: &str, within: Duration) -> String {
         let deadline = Instant::now() + within;
         loop {
             while let Ok(line) = self.lines.try_recv() {
                 self.seen.push(line.clone());
-                if line.starts_with(prefix) {
-                    return line;
+                if let Some(at) = line.find(marker) {
+                    return line[at..].to_string();
                 }
             }
             if Instant::now() > deadline {
-                panic!("no line starting with '{prefix}' within {within:?}; saw {:?}", self.seen);
+                panic!("no line with '{marker}' within {within:?}; saw {:?}", self.seen);
             }
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("process exited ({status}) before printing '{prefix}'; saw {:?}", self.seen);
+                panic!("process exited ({status}) before printing '{marker}'; saw {:?}", self.seen);
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
