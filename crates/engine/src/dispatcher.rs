@@ -389,7 +389,9 @@ impl CallTask {
             scheduled_for: run.scheduled_for,
             method: run.target.method.clone(),
             params: run.target.params.clone(),
-            deadline: timeout.to_std().unwrap_or_default(),
+            // What is left of the timeout, which counts from the attempt's start (the claim may
+            // have started it a moment before this send): handler and server agree on the end.
+            deadline: (self.started_at + timeout - self.shared.clock.now()).to_std().unwrap_or_default(),
         };
         let link = self.instance.link.clone();
         let reply = tokio::select! {

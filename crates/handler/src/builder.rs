@@ -96,6 +96,7 @@ impl HandlerBuilder {
             capacity: self.capacity,
             credential: self.credential,
             agent: Some(AGENT.into()),
+            session: Some(uuid::Uuid::now_v7().to_string()),
         };
         hello.validate().map_err(BuildError::Invalid)?;
         Ok(Handler::new(hello, self.methods))

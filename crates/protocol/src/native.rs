@@ -59,6 +59,11 @@ pub struct Hello {
     /// Free text naming the SDK and its version, for operators.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<String>,
+    /// New for every process start (a random UUID), the same across that process's reconnects.
+    /// A hello with a new session for a known instance means the handler restarted: its calls
+    /// in flight are gone, and the server retries them at once instead of at their deadline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
 }
 
 /// The outcome of one call.
@@ -198,6 +203,7 @@ mod tests {
             capacity: 4,
             credential: None,
             agent: Some("test".into()),
+            session: None,
         }
     }
 

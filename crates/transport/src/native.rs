@@ -80,6 +80,8 @@ impl Link for NativeLink {
 
 struct Session {
     peer: Vec<u8>,
+    /// The handler process's session nonce from its hello (see `Hello::session`).
+    session: Option<String>,
     link: Arc<NativeLink>,
     instance: Arc<Instance>,
     last_heard: Instant,
@@ -161,8 +163,22 @@ impl NativeSessions {
             return self.send(&peer, &FromServer::Refused { error: "invalid or missing credential".into() });
         }
         let key = (hello.handler_id.clone(), hello.instance_id.clone());
+        if let Some(s) = self.sessions.get(&key)
+            && s.session.is_some()
+            && hello.session.is_some()
+            && s.session != hello.session
+        {
+            // A new process under the same instance id: what the old one ran is gone.
+            let failed = self.pending.fail_instance(&key.0, &key.1, "the handler restarted");
+            if failed > 0 {
+                tracing::warn!(handler = %key.0, instance = %key.1, calls_in_flight = failed,
+                    "handler instance restarted with calls in flight");
+            }
+        }
         if let Some(s) = self.sessions.get_mut(&key)
             && s.connected
+            && s.session == hello.session
+            && !s.instance.is_draining()
             && s.instance.capacity == hello.capacity.max(1)
             && s.instance.methods.iter().eq(sorted(&hello.methods))
         {
@@ -198,6 +214,9 @@ impl NativeSessions {
             capacity: hello.capacity,
             link: link.clone(),
         };
+        // Welcome first: registering makes the instance routable, and its first call must not
+        // overtake the welcome.
+        self.welcome(&peer);
         let instance = match self.engine.register_instance(spec).await {
             Ok(i) => i,
             Err(e) => {
@@ -208,11 +227,15 @@ impl NativeSessions {
         tracing::info!(handler = %key.0, instance = %key.1, capacity = hello.capacity,
             methods = ?hello.methods, agent = hello.agent.as_deref().unwrap_or(""), "native handler connected");
         self.by_peer.insert(peer.clone(), key.clone());
-        self.sessions.insert(
-            key,
-            Session { peer: peer.clone(), link, instance, last_heard: Instant::now(), connected: true },
-        );
-        self.welcome(&peer);
+        let session = Session {
+            peer,
+            session: hello.session,
+            link,
+            instance,
+            last_heard: Instant::now(),
+            connected: true,
+        };
+        self.sessions.insert(key, session);
     }
 
     async fn disconnect(&mut self, key: &InstanceKey, why: &str) {

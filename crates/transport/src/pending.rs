@@ -51,6 +51,13 @@ impl Pending {
         true
     }
 
+    /// Ends one call with `Disconnected` (it could not be sent).
+    pub fn fail_call(&self, key: CallKey, why: &str) {
+        if let Some(e) = self.lock().remove(&key) {
+            let _ = e.waiter.send(Err(LinkError::Disconnected(why.to_string())));
+        }
+    }
+
     /// Ends every call awaiting this instance with `Disconnected`.
     pub fn fail_instance(&self, handler_id: &str, instance_id: &str, why: &str) -> usize {
         let mut calls = self.lock();

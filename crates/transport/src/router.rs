@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use schedulezero_protocol::native::{self, CallResult, FromHandler, FromServer};
+use schedulezero_protocol::native::{self, CallResult, DecodeError, FromHandler, FromServer, SIGNATURE};
 use schedulezero_protocol::{Envelope, classify};
 use tokio::sync::mpsc;
 
@@ -124,9 +124,19 @@ impl Actor {
             if frames.len() == 1 && frames[0] == STOP {
                 return false;
             }
-            if let Err(e) = self.router.send_multipart(frames, zmq::DONTWAIT) {
-                // EHOSTUNREACH: the peer is gone (its calls end by liveness or deadline).
+            if let Err(e) = self.router.send_multipart(&frames, zmq::DONTWAIT) {
+                // EHOSTUNREACH: that connection is gone. A call sent there ends now as lost (and
+                // is retried per policy), not at its deadline.
                 tracing::debug!(error = %e, "message to a handler not sent");
+                if let [_, sig, body] = frames.as_slice()
+                    && sig.as_slice() == SIGNATURE
+                    && let Ok(FromServer::Call(call)) = native::decode_from_server(body)
+                {
+                    self.pending.fail_call(
+                        (call.run_id, call.attempt),
+                        &format!("the handler's connection is gone ({e})"),
+                    );
+                }
             }
         }
         true
@@ -156,7 +166,11 @@ impl Actor {
                         if self.malformed.allow() {
                             tracing::warn!(peer = %hex(&peer), error = %e, "unusable message from a handler");
                         }
-                        let reply = native::encode(&FromServer::Error { error: e.to_string() });
+                        let answer = match &e {
+                            DecodeError::Hello(_) => FromServer::Refused { error: e.to_string() },
+                            DecodeError::Json(_) => FromServer::Error { error: e.to_string() },
+                        };
+                        let reply = native::encode(&answer);
                         let _ = self
                             .router
                             .send_multipart([peer.as_slice(), &reply[0], &reply[1]], zmq::DONTWAIT);

@@ -132,6 +132,13 @@ async fn hostile_frames_cost_only_their_sender() {
         let body: Value = serde_json::from_slice(&reply[1]).unwrap();
         assert_eq!(body["type"], "error");
         assert!(body["error"].as_str().unwrap().contains("JSON"), "{body}");
+        let bad_hello =
+            json!({"type": "hello", "handler_id": "h", "instance_id": "i", "methods": ["m"], "capacity": 0});
+        other.send_multipart([b"SZ1".to_vec(), bad_hello.to_string().into_bytes()], 0).unwrap();
+        let reply = other.recv_multipart(0).expect("an invalid hello is refused");
+        let body: Value = serde_json::from_slice(&reply[1]).unwrap();
+        assert_eq!(body["type"], "refused");
+        assert!(body["error"].as_str().unwrap().contains("capacity"), "{body}");
         other.send_multipart([b"SZ1".as_slice(), br#"{"type":"heartbeat"}"#.as_slice()], 0).unwrap();
         let reply = other.recv_multipart(0).expect("an unknown peer is asked to say hello");
         let body: Value = serde_json::from_slice(&reply[1]).unwrap();

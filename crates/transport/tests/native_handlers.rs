@@ -357,6 +357,48 @@ async fn native_handlers_are_back_within_5_s_of_a_server_restart_and_keep_their_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_restarted_under_its_instance_id_has_its_lost_calls_retried_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path()).await;
+    let log = dir.path().join("calls.log");
+    let mut first = spawn_native(&server.endpoint, "phoenix", "p", 2, &log);
+    first.wait_line("registered", Duration::from_secs(30)).await;
+    server.wait_connected("phoenix", 1, Duration::from_secs(10)).await;
+    let retry = RetryPolicy { max_attempts: 2, ..RetryPolicy::default() };
+    let policies = Policies { retry, timeout: TimeDelta::seconds(120), ..Policies::default() };
+    let now = server.engine.clock().now();
+    let trigger = Trigger::parse(
+        &json!({"type": "date", "run_date": now.to_rfc3339()}),
+        &server.engine.parse_context(),
+    )
+    .unwrap();
+    let spec = ScheduleSpec::new(trigger, target("phoenix", "slow", json!({"ms": 1000}))).policies(policies);
+    server.engine.add_schedule(spec).await.unwrap();
+    assert!(
+        poll_until(Duration::from_secs(20), || read_lines(&log).iter().any(|l| l.starts_with("start ")))
+            .await
+    );
+
+    // Killed and back at once, well within 3 heartbeat intervals: a new process, same id.
+    first.kill9();
+    let mut second = spawn_native(&server.endpoint, "phoenix", "p", 2, &log);
+    second.wait_line("registered", Duration::from_secs(30)).await;
+    let store = server.engine.store().clone();
+    let done = eventually(Duration::from_secs(30), || async {
+        let runs = store.list_runs(&RunFilter::default()).await.unwrap();
+        runs.len() == 1 && runs[0].state == RunState::Succeeded
+    })
+    .await;
+    let runs = store.list_runs(&RunFilter::default()).await.unwrap();
+    assert!(done, "retried long before its 120 s deadline: {runs:?}");
+    let attempts = store.list_attempts(runs[0].id).await.unwrap();
+    assert_eq!(attempts[0].outcome, AttemptOutcome::Lost);
+    assert!(attempts[0].error.as_deref().unwrap_or("").contains("restarted"), "{attempts:?}");
+    assert_eq!(attempts[1].outcome, AttemptOutcome::Succeeded);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_with_a_credential_refuses_hellos_without_it() {
     let dir = tempfile::tempdir().unwrap();
     let config = TransportConfig {
