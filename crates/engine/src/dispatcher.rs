@@ -39,6 +39,8 @@ pub(crate) struct Item {
     pub dispatch: Dispatch,
     /// Told how the attempt ended.
     pub report: Option<oneshot::Sender<AttemptReport>>,
+    /// The run is not in the store yet ("run now"): the recorder inserts it with its outcome.
+    pub unsaved: bool,
 }
 
 enum Msg {
@@ -241,7 +243,18 @@ impl Actor {
             schedule_id: run.schedule_id,
             scheduled_for: run.scheduled_for,
             may_release_queued: item.dispatch.policies.overlap == OverlapPolicy::QueueOne,
+            new_run: item.unsaved.then(|| item.dispatch.run.clone()),
         });
+        if let Some(tx) = item.report {
+            let _ = tx.send(AttemptReport {
+                run_id: run.id,
+                attempt: run.attempt,
+                outcome,
+                instance_id: None,
+                result: None,
+                error: Some(why.to_string()),
+            });
+        }
     }
 
     async fn release(&self, ids: Vec<RunId>) {
@@ -454,6 +467,7 @@ impl CallTask {
             schedule_id: run.schedule_id,
             scheduled_for: run.scheduled_for,
             may_release_queued: policies.overlap == OverlapPolicy::QueueOne,
+            new_run: self.item.unsaved.then(|| run.clone()),
         });
         let _ = self.dispatcher.tx.send(Msg::CallEnded(run.id));
     }

@@ -364,9 +364,8 @@ impl Engine {
             id: uuid::Uuid::now_v7(),
             schedule_id: None,
             scheduled_for: now,
-            // Stored with its one attempt already started, so sending it needs no second write
-            // (this is the latency path of `POST /api/run_now`). No dispatch time: no lease
-            // sweep picks it up, it is this caller's; a crash records it interrupted.
+            // Its one attempt starts now; no dispatch time: no lease sweep would pick it up,
+            // it is this caller's.
             dispatch_at: None,
             state: RunState::Running,
             attempt: 1,
@@ -379,7 +378,9 @@ impl Engine {
             error: None,
             slot_count: 1,
         };
-        self.shared.store.insert_run(&run).await?;
+        // Not stored now: the recorder inserts it with its outcome, in a batch, off the call
+        // path. Until then the dispatcher holds it (cancel works); a crash meanwhile leaves no
+        // record, and the caller gets an error.
         let run_id = run.id;
         let policies = Policies {
             retry: RetryPolicy { max_attempts: 1, ..RetryPolicy::default() },
@@ -388,7 +389,11 @@ impl Engine {
         };
         let (tx, rx) = oneshot::channel();
         self.shared.activity.runs_taken(1);
-        self.dispatcher.submit(vec![Item { dispatch: Dispatch { run, policies }, report: Some(tx) }]);
+        self.dispatcher.submit(vec![Item {
+            dispatch: Dispatch { run, policies },
+            report: Some(tx),
+            unsaved: true,
+        }]);
         tokio::select! {
             report = rx => report.map_err(|_| EngineError::ShuttingDown),
             _ = self.shared.clock.sleep_until(now + timeout_delta) => {

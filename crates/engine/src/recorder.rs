@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use schedulezero_core::Timestamp;
-use schedulezero_core::run::{NextStep, RunId};
+use schedulezero_core::run::{NextStep, Run, RunId};
 use schedulezero_core::schedule::ScheduleId;
 use schedulezero_store::AttemptEnd;
 use tokio::sync::{mpsc, oneshot};
@@ -24,6 +24,8 @@ pub(crate) struct Ended {
     /// Its schedule may have a run queued behind this one (overlap `queue_one`), which this
     /// run's end makes due.
     pub may_release_queued: bool,
+    /// A run not yet in the store ("run now"), inserted in the same batch before its outcome.
+    pub new_run: Option<Run>,
 }
 
 pub(crate) enum Msg {
@@ -85,8 +87,20 @@ async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Msg>) {
 
 async fn commit(shared: &Shared, batch: &[Ended]) {
     let ends: Vec<AttemptEnd> = batch.iter().map(|e| e.end.clone()).collect();
+    let mut new_runs: Vec<Run> = batch.iter().filter_map(|e| e.new_run.clone()).collect();
     let mut delay = Duration::from_millis(50);
     loop {
+        if !new_runs.is_empty() {
+            match shared.store.insert_runs(&new_runs).await {
+                Ok(()) => new_runs.clear(),
+                Err(e) => {
+                    tracing::error!(error = %e, runs = new_runs.len(), "storing run-now runs failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            }
+        }
         match shared.store.record_attempts(&ends, shared.clock.now()).await {
             Ok(()) => return,
             Err(e) => {

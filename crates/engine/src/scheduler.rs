@@ -100,5 +100,6 @@ fn hand_on(shared: &Shared, dispatcher: &DispatcherHandle, runs: Vec<schedulezer
         return;
     }
     shared.activity.runs_taken(runs.len());
-    dispatcher.submit(runs.into_iter().map(|dispatch| Item { dispatch, report: None }).collect());
+    dispatcher
+        .submit(runs.into_iter().map(|dispatch| Item { dispatch, report: None, unsaved: false }).collect());
 }

@@ -87,6 +87,7 @@ macro_rules! conformance_tests {
             purge_history_deletes_only_finished_runs_before_the_cutoff,
             delete_schedule_cancels_waiting_runs_and_keeps_history,
             run_now_round_trip_and_list_runs_filters_and_pages,
+            insert_runs_stores_a_batch_in_one_transaction,
             handler_instances_upsert_and_list,
         );
         #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -959,6 +960,37 @@ pub async fn delete_schedule_cancels_waiting_runs_and_keeps_history(store: Arc<d
 }
 
 // --- history ---
+
+pub async fn insert_runs_stores_a_batch_in_one_transaction(store: Arc<dyn Store>) {
+    let run = |state| Run {
+        id: Uuid::now_v7(),
+        schedule_id: None,
+        scheduled_for: at(1),
+        dispatch_at: None,
+        state,
+        attempt: 1,
+        max_attempts: 1,
+        target: target("h"),
+        created_at: at(1),
+        started_at: Some(at(1)),
+        finished_at: None,
+        result: None,
+        error: None,
+        slot_count: 1,
+    };
+    let batch: Vec<Run> = (0..3).map(|_| run(RunState::Running)).collect();
+    store.insert_runs(&batch).await.expect("insert batch");
+    for r in &batch {
+        assert_eq!(store.get_run(r.id).await.expect("get").as_ref(), Some(r));
+    }
+    let fresh = run(RunState::Running);
+    assert!(
+        store.insert_runs(&[fresh.clone(), batch[0].clone()]).await.is_err(),
+        "a duplicate id is refused"
+    );
+    assert_eq!(store.get_run(fresh.id).await.expect("get"), None, "and nothing of its batch is stored");
+    store.insert_runs(&[]).await.expect("an empty batch is fine");
+}
 
 pub async fn run_now_round_trip_and_list_runs_filters_and_pages(store: Arc<dyn Store>) {
     let full = Run {

@@ -207,6 +207,14 @@ pub trait Store: Send + Sync + 'static {
 
     /// Stores a run made outside the claim path ("run now").
     async fn insert_run(&self, run: &Run) -> StoreResult<()>;
+    /// Stores several such runs in one transaction (the recorder's batches of ended "run now"
+    /// calls, inserted together with their outcomes off the call path).
+    async fn insert_runs(&self, runs: &[Run]) -> StoreResult<()> {
+        for run in runs {
+            self.insert_run(run).await?;
+        }
+        Ok(())
+    }
     async fn get_run(&self, id: RunId) -> StoreResult<Option<Run>>;
     /// Runs, newest slot first.
     async fn list_runs(&self, filter: &RunFilter) -> StoreResult<Vec<Run>>;

@@ -402,9 +402,17 @@ pub(super) async fn recover(store: &SqliteStore, now: Timestamp) -> StoreResult<
     Ok(recovery)
 }
 
-pub(super) async fn insert(store: &SqliteStore, run: &Run) -> StoreResult<()> {
+pub(super) async fn insert(store: &SqliteStore, runs: &[Run]) -> StoreResult<()> {
     let ctx = "cannot insert a run";
     let mut tx = store.write(ctx).await?;
+    for run in runs {
+        insert_in(&mut tx, run).await?;
+    }
+    tx.commit().await.map_err(db_err(ctx))
+}
+
+async fn insert_in(tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>, run: &Run) -> StoreResult<()> {
+    let ctx = "cannot insert a run";
     sqlx::query(
         "INSERT INTO runs (id, schedule_id, scheduled_for, dispatch_at, state, attempt, max_attempts, \
                            handler_id, method, params, created_at, started_at, attempt_started_at, \
@@ -427,10 +435,10 @@ pub(super) async fn insert(store: &SqliteStore, run: &Run) -> StoreResult<()> {
     .bind(run.result.as_ref().map(|v| v.to_string()))
     .bind(run.error.as_deref())
     .bind(run.slot_count)
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await
     .map_err(db_err(ctx))?;
-    tx.commit().await.map_err(db_err(ctx))
+    Ok(())
 }
 
 pub(super) async fn get_run(store: &SqliteStore, id: RunId) -> StoreResult<Option<Run>> {
