@@ -5,9 +5,12 @@
 //! # the protocol by hand (the raw socket round trip), then through engine, dispatcher, store and
 //! # transport (`Engine::run_now`), sequentially, in the same run. Prints both and the difference.
 //! cargo bench -p schedulezero-transport --bench links -- roundtrip --calls 20000
-//! # Calls per second to a pool of native handler processes: N interval schedules every P seconds
-//! # for D seconds; every fire claimed, dispatched, answered and committed (in batches).
-//! cargo bench -p schedulezero-transport --bench links -- throughput --handlers 2 --schedules 25000 --period 1 --seconds 30
+//! # Calls per second to a pool of native handler processes: M concurrent callers of
+//! # `Engine::run_now` for D seconds; each run and its outcome committed in the recorder's batches.
+//! cargo bench -p schedulezero-transport --bench links -- calls --handlers 2 --concurrency 64 --seconds 20
+//! # Scheduled fires to that pool: N interval schedules every P seconds for D seconds; every fire
+//! # claimed (run row + schedule row written), dispatched, answered and committed.
+//! cargo bench -p schedulezero-transport --bench links -- throughput --handlers 2 --schedules 12000 --period 1 --seconds 30
 //! ```
 //! The handler processes are this binary re-run as SDK handlers (`SZ_BENCH_HANDLER`).
 //! Results and how they were obtained: BENCHMARKS.md.
@@ -41,6 +44,7 @@ struct Args {
     schedules: usize,
     period: u64,
     seconds: u64,
+    concurrency: usize,
 }
 
 fn args() -> Res<Args> {
@@ -52,6 +56,7 @@ fn args() -> Res<Args> {
         schedules: 25_000,
         period: 1,
         seconds: 30,
+        concurrency: 64,
     };
     let mut it = std::env::args().skip(1).filter(|s| s != "--bench");
     while let Some(arg) = it.next() {
@@ -63,6 +68,7 @@ fn args() -> Res<Args> {
             "--schedules" => a.schedules = value()?.parse()?,
             "--period" => a.period = value()?.parse()?,
             "--seconds" => a.seconds = value()?.parse()?,
+            "--concurrency" => a.concurrency = value()?.parse()?,
             m if a.mode.is_empty() && !m.starts_with('-') => a.mode = m.to_string(),
             other => return Err(format!("unknown argument {other}").into()),
         }
@@ -79,6 +85,7 @@ fn main() -> Res<()> {
     match a.mode.as_str() {
         "roundtrip" => rt.block_on(roundtrip(a.calls)),
         "throughput" => rt.block_on(throughput(&a)),
+        "calls" => rt.block_on(calls(&a)),
         _ => {
             eprintln!(
                 "usage: links roundtrip [--calls N] | throughput [--handlers K] [--capacity C] [--schedules N] [--period S] [--seconds D]"
@@ -266,6 +273,71 @@ async fn roundtrip(calls: usize) -> Res<()> {
     let raw_p50 = summary("raw socket (bare ROUTER)", raw);
     let disp_p50 = summary("through the dispatcher (run_now)", times);
     println!("added by engine + store + transport  p50 {:.1} µs", disp_p50 - raw_p50);
+    Ok(())
+}
+
+async fn calls(a: &Args) -> Res<()> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("bench.db");
+    let (engine, transport) = server(&path).await?;
+    let handlers = Handlers::spawn(transport.endpoint(), a.handlers, a.capacity)?;
+    wait_connected(&engine, a.handlers).await?;
+    println!(
+        "{} native handler processes (capacity {} each), {} concurrent callers of run_now, {} s",
+        a.handlers, a.capacity, a.concurrency, a.seconds
+    );
+    let warm_until = Instant::now() + Duration::from_secs(2);
+    let until = warm_until + Duration::from_secs(a.seconds);
+    let mut tasks = Vec::new();
+    for c in 0..a.concurrency {
+        let engine = engine.clone();
+        tasks.push(tokio::spawn(async move {
+            let (mut ok, mut failed, mut times) = (0u64, 0u64, Vec::new());
+            let mut i = 0u64;
+            loop {
+                let t0 = Instant::now();
+                if t0 >= until {
+                    break;
+                }
+                let target = Target {
+                    handler_id: "bench".into(),
+                    method: "echo".into(),
+                    params: json!({"c": c, "i": i}),
+                };
+                i += 1;
+                let r = engine.run_now(target, Duration::from_secs(30)).await;
+                if t0 < warm_until {
+                    continue;
+                }
+                match r {
+                    Ok(r) if r.outcome == schedulezero_core::run::AttemptOutcome::Succeeded => {
+                        ok += 1;
+                        times.push(t0.elapsed().as_secs_f64() * 1e6);
+                    }
+                    _ => failed += 1,
+                }
+            }
+            (ok, failed, times)
+        }));
+    }
+    let (mut ok, mut failed, mut times) = (0, 0, Vec::new());
+    for t in tasks {
+        let (o, f, ts) = t.await?;
+        ok += o;
+        failed += f;
+        times.extend(ts);
+    }
+    engine.shutdown().await;
+    transport.shutdown().await;
+    drop(handlers);
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display())).await?;
+    let stored: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM runs WHERE state = 'succeeded'").fetch_one(&pool).await?;
+    println!(
+        "answered                    {ok} succeeded, {failed} not   ({stored} runs succeeded in the store, warm-up included)"
+    );
+    println!("sustained                   {:.0} calls/s", ok as f64 / a.seconds.max(1) as f64);
+    summary("call latency (run_now)", times);
     Ok(())
 }
 
