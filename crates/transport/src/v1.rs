@@ -31,6 +31,8 @@ type V1Key = (String, String);
 /// What an instance's thread reports to the session task.
 pub(crate) enum V1Event {
     Up(V1Key),
+    /// Answered a ping (it was up already): shown as its last sighting.
+    Seen(V1Key),
     Down(V1Key, String),
 }
 
@@ -160,6 +162,11 @@ impl V1Endpoint {
                 tracing::info!(handler = %key.0, address = %key.1, "version-1 handler answers again");
                 if let Err(e) = self.connect(&key, link, methods).await {
                     tracing::warn!(error = %e, "could not record a version-1 instance");
+                }
+            }
+            V1Event::Seen(key) => {
+                if let Some(instance) = self.engine.registry().get(&key.0, &key.1) {
+                    instance.seen(self.engine.clock().now());
                 }
             }
             V1Event::Down(key, why) => self.down(&key, &why).await,
@@ -360,10 +367,9 @@ impl Worker {
 
     fn alive(&mut self) {
         self.failures = 0;
-        if !self.up {
-            self.up = true;
-            let _ = self.events.send(V1Event::Up(self.key.clone()));
-        }
+        let event = if self.up { V1Event::Seen(self.key.clone()) } else { V1Event::Up(self.key.clone()) };
+        self.up = true;
+        let _ = self.events.send(event);
     }
 
     /// One request and its reply on the REQ socket. Anything but a reply closes the socket

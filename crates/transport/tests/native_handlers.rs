@@ -172,7 +172,7 @@ async fn killed_native_handler_is_disconnected_within_3_heartbeats_and_its_calls
         .unwrap();
         let spec = ScheduleSpec::new(trigger, target("pool", "slow", json!({"ms": 3000})))
             .name(format!("s{k}"))
-            .policies(policies.clone());
+            .policies(policies);
         server.engine.add_schedule(spec).await.unwrap();
     }
     let started_on_a =

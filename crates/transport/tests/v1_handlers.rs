@@ -139,6 +139,13 @@ async fn killed_v1_handler_is_disconnected_within_10_s_and_recognised_when_it_re
     assert_eq!(ok.outcome, AttemptOutcome::Succeeded);
     assert_eq!(inst[0].successes(), 1);
 
+    // Idle, it is pinged in the background: its last sighting moves on without any call.
+    let seen = inst[0].last_seen();
+    assert!(
+        poll_until(Duration::from_secs(15), || inst[0].last_seen() > seen).await,
+        "pings refresh last seen"
+    );
+
     handler.kill9();
     let killed = Instant::now();
     assert!(poll_until(Duration::from_secs(30), || server.connected("legacy").is_empty()).await);
