@@ -142,7 +142,10 @@ impl NativeSessions {
 
     /// Disconnects instances silent for too many heartbeat intervals.
     pub async fn check_liveness(&mut self) {
-        let limit = self.config.heartbeat * MISSED_HEARTBEATS;
+        // Silent for 3 intervals, less the check period: a killed handler shows disconnected
+        // at most 3 intervals after its last heartbeat, hence after its death. A live one sends a
+        // heartbeat every interval, so only one stalled for about 2 intervals is mistaken.
+        let limit = self.config.heartbeat * MISSED_HEARTBEATS - liveness_check(self.config.heartbeat);
         let silent: Vec<InstanceKey> = self
             .sessions
             .iter()
@@ -274,6 +277,11 @@ impl NativeSessions {
         let [sig, body] = native::encode(msg);
         self.outbox.send(&[peer, &sig, &body]);
     }
+}
+
+/// How often native liveness is checked: a tenth of the heartbeat interval.
+pub(crate) fn liveness_check(heartbeat: std::time::Duration) -> std::time::Duration {
+    heartbeat / 10
 }
 
 fn sorted(methods: &[String]) -> Vec<&String> {

@@ -103,7 +103,7 @@ async fn sessions(
     stop: CancellationToken,
 ) {
     // Checked often so a silent instance is disconnected soon after its third missed heartbeat.
-    let mut liveness = tokio::time::interval(config.heartbeat / 10);
+    let mut liveness = tokio::time::interval(crate::native::liveness_check(config.heartbeat));
     liveness.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {

@@ -183,9 +183,10 @@ async fn killed_native_handler_is_disconnected_within_3_heartbeats_and_its_calls
     let killed = Instant::now();
     assert!(poll_until(Duration::from_secs(30), || server.connected("pool").len() == 1).await);
     let took = killed.elapsed();
+    eprintln!("measured: {took:?}");
     assert!(
-        took <= Duration::from_millis(3_500),
-        "3 heartbeat intervals of 1 s (checked every 100 ms); took {took:?}"
+        took <= Duration::from_millis(3_300),
+        "within 3 heartbeat intervals of 1 s (with slack for this test's own scheduling); took {took:?}"
     );
 
     // The two calls A held end `lost` and run again on B; every run succeeds.
@@ -339,6 +340,7 @@ async fn native_handlers_are_back_within_5_s_of_a_server_restart_and_keep_their_
     let restarted = Instant::now();
     server.wait_connected("pool", 2, Duration::from_secs(15)).await;
     let took = restarted.elapsed();
+    eprintln!("measured: {took:?}");
     assert!(took <= Duration::from_secs(5), "back after {took:?}");
     // Recognised: same registration time and counts as before the restart.
     let after: Vec<_> = server
