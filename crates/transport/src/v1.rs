@@ -267,6 +267,8 @@ enum Wait {
     Reply(Vec<u8>),
     TimedOut,
     Cancelled,
+    /// The handler registered again meanwhile: a new process, which will never answer.
+    Reset,
     Stop,
 }
 
@@ -336,6 +338,12 @@ impl Worker {
             }
             Ok(Wait::TimedOut) => Err(LinkError::Disconnected("no reply before the call's deadline".into())),
             Ok(Wait::Cancelled) => Err(LinkError::Cancelled),
+            Ok(Wait::Reset) => {
+                self.failures = 0;
+                Err(LinkError::Disconnected(
+                    "the handler registered again during the call (restarted?)".into(),
+                ))
+            }
             Ok(Wait::Stop) => {
                 let _ = reply.send(Err(LinkError::Disconnected("the server is stopping".into())));
                 return true;
@@ -353,6 +361,11 @@ impl Worker {
         match self.exchange(&frame, deadline, None) {
             Ok(Wait::Reply(bytes)) if v1::interpret_reply(&bytes).is_success() => self.alive(),
             Ok(Wait::Stop) => return true,
+            Ok(Wait::Reset) => {
+                // Registered again: up, from a fresh socket (this one was dropped).
+                self.failures = 0;
+                self.up = true;
+            }
             _ => {
                 self.failures += 1;
                 if self.failures >= 2 && self.up {
@@ -402,7 +415,8 @@ impl Worker {
                             "a version-1 handler takes one call at a time".into(),
                         )));
                     }
-                    Ok(Command::Cancel(_)) | Ok(Command::Reset) => {}
+                    Ok(Command::Reset) => return Ok(Wait::Reset),
+                    Ok(Command::Cancel(_)) => {}
                     Err(std_mpsc::TryRecvError::Empty) => break,
                 }
             }
