@@ -110,6 +110,38 @@ fn spawn_native_with(
     Proc::spawn(cmd)
 }
 
+/// Two instances, `a` and `b`, of handler `pool` (capacity 4 each), registered.
+async fn pool_of_two(server: &Server, log: &Path) -> (Proc, Proc) {
+    let mut a = spawn_native(&server.endpoint, "pool", "a", 4, log);
+    let mut b = spawn_native(&server.endpoint, "pool", "b", 4, log);
+    a.wait_line("registered", Duration::from_secs(30)).await;
+    b.wait_line("registered", Duration::from_secs(30)).await;
+    server.wait_connected("pool", 2, Duration::from_secs(10)).await;
+    (a, b)
+}
+
+/// A date schedule due now calling `handler.slow` for `ms`, with this retry and timeout.
+async fn slow_run_due_now(
+    server: &Server,
+    name: &str,
+    handler: &str,
+    ms: u64,
+    attempts: u32,
+    timeout_s: i64,
+) {
+    let retry = RetryPolicy { max_attempts: attempts, ..RetryPolicy::default() };
+    let policies = Policies { retry, timeout: TimeDelta::seconds(timeout_s), ..Policies::default() };
+    let now = server.engine.clock().now();
+    let trigger = Trigger::parse(
+        &json!({"type": "date", "run_date": now.to_rfc3339()}),
+        &server.engine.parse_context(),
+    )
+    .unwrap();
+    let spec =
+        ScheduleSpec::new(trigger, target(handler, "slow", json!({"ms": ms}))).name(name).policies(policies);
+    server.engine.add_schedule(spec).await.unwrap();
+}
+
 fn target(handler: &str, method: &str, params: Value) -> Target {
     Target { handler_id: handler.into(), method: method.into(), params }
 }
@@ -154,26 +186,11 @@ async fn killed_native_handler_is_disconnected_within_3_heartbeats_and_its_calls
     let dir = tempfile::tempdir().unwrap();
     let mut server = Server::start(dir.path()).await;
     let log = dir.path().join("calls.log");
-    let mut a = spawn_native(&server.endpoint, "pool", "a", 4, &log);
-    let mut b = spawn_native(&server.endpoint, "pool", "b", 4, &log);
-    a.wait_line("registered", Duration::from_secs(30)).await;
-    b.wait_line("registered", Duration::from_secs(30)).await;
-    server.wait_connected("pool", 2, Duration::from_secs(10)).await;
+    let (mut a, _b) = pool_of_two(&server, &log).await;
 
     // Four runs of a 3 s call, round robin: two on each instance.
-    let retry = RetryPolicy { max_attempts: 3, ..RetryPolicy::default() };
-    let policies = Policies { retry, timeout: TimeDelta::seconds(60), ..Policies::default() };
-    let now = server.engine.clock().now();
     for k in 0..4 {
-        let trigger = Trigger::parse(
-            &json!({"type": "date", "run_date": now.to_rfc3339()}),
-            &server.engine.parse_context(),
-        )
-        .unwrap();
-        let spec = ScheduleSpec::new(trigger, target("pool", "slow", json!({"ms": 3000})))
-            .name(format!("s{k}"))
-            .policies(policies);
-        server.engine.add_schedule(spec).await.unwrap();
+        slow_run_due_now(&server, &format!("s{k}"), "pool", 3000, 3, 60).await;
     }
     let started_on_a =
         || read_lines(&log).iter().filter(|l| l.starts_with("start ") && l.ends_with(" a")).count();
@@ -321,11 +338,7 @@ async fn native_handlers_are_back_within_5_s_of_a_server_restart_and_keep_their_
     let dir = tempfile::tempdir().unwrap();
     let mut server = Server::start(dir.path()).await;
     let log = dir.path().join("calls.log");
-    let mut a = spawn_native(&server.endpoint, "pool", "a", 4, &log);
-    let mut b = spawn_native(&server.endpoint, "pool", "b", 4, &log);
-    a.wait_line("registered", Duration::from_secs(30)).await;
-    b.wait_line("registered", Duration::from_secs(30)).await;
-    server.wait_connected("pool", 2, Duration::from_secs(10)).await;
+    let (_a, _b) = pool_of_two(&server, &log).await;
     for _ in 0..4 {
         server.engine.run_now(target("pool", "echo", json!({})), Duration::from_secs(20)).await.unwrap();
     }
@@ -366,16 +379,7 @@ async fn a_handler_restarted_under_its_instance_id_has_its_lost_calls_retried_at
     let mut first = spawn_native(&server.endpoint, "phoenix", "p", 2, &log);
     first.wait_line("registered", Duration::from_secs(30)).await;
     server.wait_connected("phoenix", 1, Duration::from_secs(10)).await;
-    let retry = RetryPolicy { max_attempts: 2, ..RetryPolicy::default() };
-    let policies = Policies { retry, timeout: TimeDelta::seconds(120), ..Policies::default() };
-    let now = server.engine.clock().now();
-    let trigger = Trigger::parse(
-        &json!({"type": "date", "run_date": now.to_rfc3339()}),
-        &server.engine.parse_context(),
-    )
-    .unwrap();
-    let spec = ScheduleSpec::new(trigger, target("phoenix", "slow", json!({"ms": 1000}))).policies(policies);
-    server.engine.add_schedule(spec).await.unwrap();
+    slow_run_due_now(&server, "phoenix-run", "phoenix", 1000, 2, 120).await;
     assert!(
         poll_until(Duration::from_secs(20), || read_lines(&log).iter().any(|l| l.starts_with("start ")))
             .await

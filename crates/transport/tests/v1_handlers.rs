@@ -27,6 +27,14 @@ fn request(endpoint: &str, body: &[u8]) -> Value {
     serde_json::from_slice(&reply).expect("a JSON reply")
 }
 
+/// The pyzmq version-1 handler `legacy`, registered and connected.
+async fn registered_v1(server: &Server, log: &std::path::Path) -> support::Proc {
+    let mut handler = v1_handler(&server.endpoint, "legacy", log);
+    handler.wait_line("registered ", Duration::from_secs(20)).await;
+    server.wait_connected("legacy", 1, Duration::from_secs(10)).await;
+    handler
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registration_endpoint_answers_in_the_original_shapes() {
     let dir = tempfile::tempdir().unwrap();
@@ -166,9 +174,7 @@ async fn v1_handler_busy_in_a_30_s_call_stays_connected_and_gets_the_call_once()
     let dir = tempfile::tempdir().unwrap();
     let mut server = Server::start(dir.path()).await;
     let log = dir.path().join("calls.log");
-    let mut handler = v1_handler(&server.endpoint, "legacy", &log);
-    handler.wait_line("registered ", Duration::from_secs(20)).await;
-    server.wait_connected("legacy", 1, Duration::from_secs(10)).await;
+    let _handler = registered_v1(&server, &log).await;
 
     let engine = server.engine.clone();
     let call = tokio::spawn(async move {
@@ -201,9 +207,7 @@ async fn v1_handler_is_back_within_5_s_of_a_server_restart() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = Server::start(dir.path()).await;
     let log = dir.path().join("calls.log");
-    let mut handler = v1_handler(&server.endpoint, "legacy", &log);
-    handler.wait_line("registered ", Duration::from_secs(20)).await;
-    server.wait_connected("legacy", 1, Duration::from_secs(10)).await;
+    let _handler = registered_v1(&server, &log).await;
 
     server.restart().await;
     let restarted = Instant::now();
