@@ -407,22 +407,28 @@ impl CallTask {
             deadline: (self.started_at + timeout - self.shared.clock.now()).to_std().unwrap_or_default(),
         };
         let link = self.instance.link.clone();
-        let reply = tokio::select! {
-            r = link.call(call) => r.map_err(|e| match e {
-                LinkError::Cancelled => (AttemptOutcome::Cancelled, e.to_string()),
-                LinkError::Disconnected(_) | LinkError::Refused(_) => (AttemptOutcome::Lost, e.to_string()),
-            }),
-            _ = self.shared.clock.sleep_until(self.started_at + timeout) => {
-                link.cancel(run.id, self.attempt).await;
-                Err((AttemptOutcome::TimedOut, format!("no reply within {} s", timeout.num_milliseconds() as f64 / 1000.0)))
-            }
-            _ = self.cancel.cancelled() => {
-                link.cancel(run.id, self.attempt).await;
-                Err((AttemptOutcome::Cancelled, "cancelled".to_string()))
-            }
-            _ = self.interrupt.cancelled() => {
-                link.cancel(run.id, self.attempt).await;
-                Err((AttemptOutcome::Interrupted, "the server stopped during the call".to_string()))
+        let no_time_left = call.deadline.is_zero();
+        let reply = if no_time_left {
+            // Its time ran out while it waited: not sent, so it cannot run after being recorded.
+            Err((AttemptOutcome::TimedOut, "its timeout passed before it could be sent".to_string()))
+        } else {
+            tokio::select! {
+                r = link.call(call) => r.map_err(|e| match e {
+                    LinkError::Cancelled => (AttemptOutcome::Cancelled, e.to_string()),
+                    LinkError::Disconnected(_) | LinkError::Refused(_) => (AttemptOutcome::Lost, e.to_string()),
+                }),
+                _ = self.shared.clock.sleep_until(self.started_at + timeout) => {
+                    link.cancel(run.id, self.attempt).await;
+                    Err((AttemptOutcome::TimedOut, format!("no reply within {} s", timeout.num_milliseconds() as f64 / 1000.0)))
+                }
+                _ = self.cancel.cancelled() => {
+                    link.cancel(run.id, self.attempt).await;
+                    Err((AttemptOutcome::Cancelled, "cancelled".to_string()))
+                }
+                _ = self.interrupt.cancelled() => {
+                    link.cancel(run.id, self.attempt).await;
+                    Err((AttemptOutcome::Interrupted, "the server stopped during the call".to_string()))
+                }
             }
         };
         let (outcome, result, error) = match reply {

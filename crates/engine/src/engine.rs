@@ -166,9 +166,10 @@ impl Engine {
             tracing::info!(handler = %instance.handler_id, instance = %instance.instance_id, "handler instance is back");
             instance.restore(registered_at, successes, failures);
         }
+        // Stored first: an instance the store refused is not routable either.
+        self.persist_instance(&instance).await?;
         let instance = Arc::new(instance);
         self.shared.registry.insert(instance.clone());
-        self.persist_instance(&instance).await?;
         self.shared.events.publish(Event::HandlerUp {
             handler_id: instance.handler_id.clone(),
             instance_id: instance.instance_id.clone(),
@@ -378,9 +379,10 @@ impl Engine {
             error: None,
             slot_count: 1,
         };
-        // Not stored now: the recorder inserts it with its outcome, in a batch, off the call
-        // path. Until then the dispatcher holds it (cancel works); a crash meanwhile leaves no
-        // record, and the caller gets an error.
+        // Not stored now: the recorder inserts it with its outcome in its next batch, off the
+        // call path (the caller may have the reply a few milliseconds before the record is
+        // committed). Until then the dispatcher holds it, so cancel works; a crash before the
+        // commit leaves no record of it.
         let run_id = run.id;
         let policies = Policies {
             retry: RetryPolicy { max_attempts: 1, ..RetryPolicy::default() },

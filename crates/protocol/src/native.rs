@@ -177,7 +177,8 @@ impl Hello {
     }
 }
 
-fn check_id(field: &str, value: &str) -> Result<(), String> {
+/// Checks an id or method name: not blank, at most [`MAX_ID_BYTES`], no control characters.
+pub fn check_id(field: &str, value: &str) -> Result<(), String> {
     if value.trim().is_empty() {
         return Err(format!("'{field}' must not be empty"));
     }

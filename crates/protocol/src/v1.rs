@@ -61,7 +61,11 @@ impl Registration {
             None => Err(format!("Missing '{k}'")),
         };
         let handler_id = text("handler_id")?;
+        crate::native::check_id("handler_id", &handler_id)?;
         let address = text("address")?;
+        if address.len() > 1024 || address.chars().any(char::is_control) {
+            return Err("'address' must be an endpoint of at most 1024 characters".into());
+        }
         if !address.starts_with("tcp://") && !address.starts_with("ipc://") {
             return Err(format!("'address' must be a tcp:// or ipc:// endpoint, got '{address}'"));
         }
@@ -75,6 +79,12 @@ impl Registration {
             Some(_) => return Err("'methods' must be a list of strings".into()),
             None => Vec::new(),
         };
+        if methods.len() > crate::native::MAX_METHODS {
+            return Err(format!("'methods' lists {}; at most {}", methods.len(), crate::native::MAX_METHODS));
+        }
+        for m in &methods {
+            crate::native::check_id("methods", m)?;
+        }
         Ok(Registration { handler_id, address, methods })
     }
 }
@@ -186,6 +196,11 @@ mod tests {
             Registration::from_params(&p(json!({"handler_id":"h","address":"x"})))
                 .unwrap_err()
                 .contains("address")
+        );
+        assert!(
+            Registration::from_params(&p(json!({"handler_id":"a\u{0}b","address":"tcp://x:1"})))
+                .unwrap_err()
+                .contains("control")
         );
         assert!(
             Registration::from_params(&p(json!({"handler_id":"h","address":"tcp://x:1","methods":[1]})))

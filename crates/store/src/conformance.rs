@@ -87,7 +87,7 @@ macro_rules! conformance_tests {
             purge_history_deletes_only_finished_runs_before_the_cutoff,
             delete_schedule_cancels_waiting_runs_and_keeps_history,
             run_now_round_trip_and_list_runs_filters_and_pages,
-            insert_runs_stores_a_batch_in_one_transaction,
+            insert_runs_stores_a_batch_and_is_idempotent,
             handler_instances_upsert_and_list,
         );
         #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -961,7 +961,7 @@ pub async fn delete_schedule_cancels_waiting_runs_and_keeps_history(store: Arc<d
 
 // --- history ---
 
-pub async fn insert_runs_stores_a_batch_in_one_transaction(store: Arc<dyn Store>) {
+pub async fn insert_runs_stores_a_batch_and_is_idempotent(store: Arc<dyn Store>) {
     let run = |state| Run {
         id: Uuid::now_v7(),
         schedule_id: None,
@@ -983,12 +983,12 @@ pub async fn insert_runs_stores_a_batch_in_one_transaction(store: Arc<dyn Store>
     for r in &batch {
         assert_eq!(store.get_run(r.id).await.expect("get").as_ref(), Some(r));
     }
+    // Retried after an unclear failure: what is stored stays, the rest is added.
     let fresh = run(RunState::Running);
-    assert!(
-        store.insert_runs(&[fresh.clone(), batch[0].clone()]).await.is_err(),
-        "a duplicate id is refused"
-    );
-    assert_eq!(store.get_run(fresh.id).await.expect("get"), None, "and nothing of its batch is stored");
+    let changed = Run { error: Some("changed".into()), ..batch[0].clone() };
+    store.insert_runs(&[fresh.clone(), changed]).await.expect("a retried batch");
+    assert_eq!(store.get_run(fresh.id).await.expect("get").as_ref(), Some(&fresh));
+    assert_eq!(store.get_run(batch[0].id).await.expect("get").as_ref(), Some(&batch[0]), "left as it was");
     store.insert_runs(&[]).await.expect("an empty batch is fine");
 }
 

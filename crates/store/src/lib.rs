@@ -208,10 +208,13 @@ pub trait Store: Send + Sync + 'static {
     /// Stores a run made outside the claim path ("run now").
     async fn insert_run(&self, run: &Run) -> StoreResult<()>;
     /// Stores several such runs in one transaction (the recorder's batches of ended "run now"
-    /// calls, inserted together with their outcomes off the call path).
+    /// calls, inserted together with their outcomes off the call path). Idempotent: a run whose
+    /// id is already stored is left as it is, so a batch can be retried after an unclear failure.
     async fn insert_runs(&self, runs: &[Run]) -> StoreResult<()> {
         for run in runs {
-            self.insert_run(run).await?;
+            if self.get_run(run.id).await?.is_none() {
+                self.insert_run(run).await?;
+            }
         }
         Ok(())
     }

@@ -183,14 +183,14 @@ impl Store for SqliteStore {
     }
 
     async fn insert_run(&self, run: &Run) -> StoreResult<()> {
-        runs::insert(self, std::slice::from_ref(run)).await
+        runs::insert(self, std::slice::from_ref(run), false).await
     }
 
     async fn insert_runs(&self, runs: &[Run]) -> StoreResult<()> {
         if runs.is_empty() {
             return Ok(());
         }
-        runs::insert(self, runs).await
+        runs::insert(self, runs, true).await
     }
 
     async fn get_run(&self, id: RunId) -> StoreResult<Option<Run>> {

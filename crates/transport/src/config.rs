@@ -22,6 +22,10 @@ pub struct TransportConfig {
     /// How long a version-1 ping may take (default 1.5 s). Two failed pings in a row disconnect
     /// the instance: a killed one shows disconnected in well under 10 s.
     pub v1_ping_timeout: Duration,
+    /// A version-1 instance down this long is forgotten: its thread stops pinging, and it is not
+    /// pinged again at the next start (default 10 min). Its history stays in the store; if it
+    /// comes back it registers as the original handlers always did.
+    pub v1_forget_after: Duration,
 }
 
 impl Default for TransportConfig {
@@ -33,6 +37,7 @@ impl Default for TransportConfig {
             credential: None,
             v1_ping_every: Duration::from_secs(2),
             v1_ping_timeout: Duration::from_millis(1500),
+            v1_forget_after: Duration::from_secs(600),
         }
     }
 }

@@ -6,6 +6,7 @@
 //! matched by run id whatever connection brings them.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -28,6 +29,9 @@ type InstanceKey = (String, String);
 /// Calls one native instance over whichever connection it last said hello on.
 pub(crate) struct NativeLink {
     key: InstanceKey,
+    /// Set when the instance is disconnected, cleared by its next hello: a call that raced the
+    /// disconnect (reserved before, sent after) fails at once instead of waiting its deadline.
+    closed: AtomicBool,
     peer: Mutex<Vec<u8>>,
     outbox: Arc<Outbox>,
     pending: Arc<Pending>,
@@ -59,6 +63,9 @@ impl Link for NativeLink {
         let key = (call.run_id, call.attempt);
         self.pending.insert(key, self.key.clone(), tx);
         let _forget = Forget(&self.pending, key);
+        if self.closed.load(Ordering::Acquire) {
+            return Err(LinkError::Disconnected("the handler instance is disconnected".into()));
+        }
         let msg = FromServer::Call(native::Call {
             run_id: call.run_id,
             attempt: call.attempt,
@@ -108,16 +115,17 @@ impl NativeSessions {
         Self { engine, outbox, pending, config, by_peer: HashMap::new(), sessions: HashMap::new() }
     }
 
-    pub async fn handle(&mut self, peer: Vec<u8>, msg: FromHandler) {
+    /// `at`: when the socket thread received it (the session task may be behind).
+    pub async fn handle(&mut self, peer: Vec<u8>, msg: FromHandler, at: Instant) {
         if let FromHandler::Hello(hello) = msg {
-            return self.hello(peer, hello).await;
+            return self.hello(peer, hello, at).await;
         }
         let Some(key) = self.by_peer.get(&peer).cloned() else {
             // A connection this server does not know: it restarted, or dropped the instance.
             return self.send(&peer, &FromServer::HelloAgain);
         };
         let Some(session) = self.sessions.get_mut(&key) else { return };
-        session.last_heard = Instant::now();
+        session.last_heard = session.last_heard.max(at);
         session.instance.seen(self.engine.clock().now());
         match msg {
             FromHandler::Heartbeat { .. } | FromHandler::Hello(_) | FromHandler::Result(_) => {}
@@ -158,7 +166,7 @@ impl NativeSessions {
         }
     }
 
-    async fn hello(&mut self, peer: Vec<u8>, hello: Hello) {
+    async fn hello(&mut self, peer: Vec<u8>, hello: Hello, at: Instant) {
         if let Some(expected) = &self.config.credential
             && hello.credential.as_deref() != Some(expected.as_str())
         {
@@ -178,31 +186,44 @@ impl NativeSessions {
                     "handler instance restarted with calls in flight");
             }
         }
-        if let Some(s) = self.sessions.get_mut(&key)
-            && s.connected
-            && s.session == hello.session
-            && !s.instance.is_draining()
-            && s.instance.capacity == hello.capacity.max(1)
-            && s.instance.methods.iter().eq(sorted(&hello.methods))
-        {
+        let reconnect = self.sessions.get(&key).is_some_and(|s| {
+            s.connected
+                && s.session == hello.session
+                && !s.instance.is_draining()
+                && s.instance.capacity == hello.capacity.max(1)
+                && s.instance.methods.iter().eq(sorted(&hello.methods))
+        });
+        if reconnect {
             // The same live instance over a new connection: keep its link and calls in flight.
+            // Welcome first, so no call reaches the new connection before it.
+            self.welcome(&peer);
+            let Some(s) = self.sessions.get_mut(&key) else { return };
             if s.peer != peer {
-                self.by_peer.remove(&s.peer);
+                if self.by_peer.get(&s.peer) == Some(&key) {
+                    self.by_peer.remove(&s.peer);
+                }
                 s.peer = peer.clone();
                 s.link.set_peer(peer.clone());
-                self.by_peer.insert(peer.clone(), key.clone());
             }
-            s.last_heard = Instant::now();
-            return self.welcome(&peer);
+            s.last_heard = s.last_heard.max(at);
+            self.by_peer.insert(peer, key);
+            return;
         }
+        // Welcome first: registering makes the instance routable, and its first call must not
+        // overtake the welcome.
+        self.welcome(&peer);
         let link = match self.sessions.get(&key) {
             Some(old) => {
-                self.by_peer.remove(&old.peer);
+                if self.by_peer.get(&old.peer) == Some(&key) {
+                    self.by_peer.remove(&old.peer);
+                }
                 old.link.set_peer(peer.clone());
+                old.link.closed.store(false, Ordering::Release);
                 old.link.clone()
             }
             None => Arc::new(NativeLink {
                 key: key.clone(),
+                closed: AtomicBool::new(false),
                 peer: Mutex::new(peer.clone()),
                 outbox: self.outbox.clone(),
                 pending: self.pending.clone(),
@@ -217,9 +238,6 @@ impl NativeSessions {
             capacity: hello.capacity,
             link: link.clone(),
         };
-        // Welcome first: registering makes the instance routable, and its first call must not
-        // overtake the welcome.
-        self.welcome(&peer);
         let instance = match self.engine.register_instance(spec).await {
             Ok(i) => i,
             Err(e) => {
@@ -230,14 +248,8 @@ impl NativeSessions {
         tracing::info!(handler = %key.0, instance = %key.1, capacity = hello.capacity,
             methods = ?hello.methods, agent = hello.agent.as_deref().unwrap_or(""), "native handler connected");
         self.by_peer.insert(peer.clone(), key.clone());
-        let session = Session {
-            peer,
-            session: hello.session,
-            link,
-            instance,
-            last_heard: Instant::now(),
-            connected: true,
-        };
+        let session =
+            Session { peer, session: hello.session, link, instance, last_heard: at, connected: true };
         self.sessions.insert(key, session);
     }
 
@@ -248,7 +260,13 @@ impl NativeSessions {
         }
         s.connected = false;
         let peer = s.peer.clone();
-        self.by_peer.remove(&peer);
+        let link = s.link.clone();
+        if self.by_peer.get(&peer) == Some(key) {
+            self.by_peer.remove(&peer);
+        }
+        // Routing closed first, then the link, then what is in flight: no call slips between.
+        self.engine.registry().disconnect(&key.0, &key.1);
+        link.closed.store(true, Ordering::Release);
         let failed = self.pending.fail_instance(&key.0, &key.1, why);
         tracing::warn!(handler = %key.0, instance = %key.1, calls_in_flight = failed, %why, "native handler disconnected");
         if let Err(e) = self.engine.instance_disconnected(&key.0, &key.1).await {
@@ -256,10 +274,16 @@ impl NativeSessions {
         }
     }
 
-    /// Everything is shutting down: tell connected handlers nothing, just forget them.
-    pub fn clear(&mut self) {
+    /// The transport is stopping: every connected instance is disconnected (its calls in
+    /// flight end `lost`), so the engine routes nothing more to links that can no longer send.
+    pub async fn close_all(&mut self) {
+        let keys: Vec<InstanceKey> =
+            self.sessions.iter().filter(|(_, s)| s.connected).map(|(k, _)| k.clone()).collect();
+        for key in keys {
+            self.disconnect(&key, "the server's handler port closed").await;
+        }
+        self.pending.fail_all("the server's handler port closed");
         self.by_peer.clear();
-        self.sessions.clear();
     }
 
     fn welcome(&self, peer: &[u8]) {

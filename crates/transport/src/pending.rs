@@ -51,6 +51,13 @@ impl Pending {
         true
     }
 
+    /// Ends every call with `Disconnected` (the transport stopped).
+    pub fn fail_all(&self, why: &str) {
+        for (_, e) in self.lock().drain() {
+            let _ = e.waiter.send(Err(LinkError::Disconnected(why.to_string())));
+        }
+    }
+
     /// Ends one call with `Disconnected` (it could not be sent).
     pub fn fail_call(&self, key: CallKey, why: &str) {
         if let Some(e) = self.lock().remove(&key) {

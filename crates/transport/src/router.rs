@@ -24,6 +24,8 @@ pub(crate) enum Inbound {
     Native {
         peer: Vec<u8>,
         msg: FromHandler,
+        /// When it was received, for liveness (the session task may lag behind).
+        at: Instant,
     },
     /// A result no call awaits (late, or from before a server restart).
     LateResult {
@@ -160,7 +162,7 @@ impl Actor {
                         }
                     }
                     Ok(msg) => {
-                        let _ = self.inbound.send(Inbound::Native { peer, msg });
+                        let _ = self.inbound.send(Inbound::Native { peer, msg, at: Instant::now() });
                     }
                     Err(e) => {
                         if self.malformed.allow() {

@@ -27,6 +27,8 @@ pub enum TransportError {
     AddressInUse(String),
     #[error("cannot bind the handler endpoint {0}: {1}")]
     Bind(String, String),
+    #[error("invalid transport configuration: {0}")]
+    Config(String),
     #[error("ZeroMQ: {0}")]
     Zmq(#[from] zmq::Error),
     #[error(transparent)]
@@ -46,6 +48,14 @@ impl Transport {
     /// Binds the handler port and starts serving. Version-1 instances the store remembers are
     /// pinged at once and connected again when they answer.
     pub async fn start(engine: Arc<Engine>, config: TransportConfig) -> Result<Transport, TransportError> {
+        if config.heartbeat < std::time::Duration::from_millis(10) {
+            return Err(TransportError::Config(format!(
+                "the heartbeat interval must be at least 10 ms, got {:?}",
+                config.heartbeat
+            )));
+        }
+        // Before binding, so a failure leaves no socket behind.
+        let known = engine.known_instances().await?;
         let ctx = zmq::Context::new();
         let pending = Arc::new(Pending::default());
         let (inbound_tx, inbound_rx) = mpsc::unbounded_channel();
@@ -53,8 +63,10 @@ impl Transport {
         let outbox = Arc::new(outbox);
         let (v1_tx, v1_rx) = mpsc::unbounded_channel();
         let mut v1 = V1Endpoint::new(engine.clone(), outbox.clone(), ctx.clone(), config.clone(), v1_tx);
-        for known in engine.known_instances().await? {
-            if known.protocol == "v1" {
+        let now = engine.clock().now();
+        let forget = chrono::TimeDelta::from_std(config.v1_forget_after).unwrap_or(chrono::TimeDelta::MAX);
+        for known in known {
+            if known.protocol == "v1" && now - known.last_seen <= forget {
                 v1.recall(known.handler_id, known.address, known.methods);
             }
         }
@@ -107,8 +119,10 @@ async fn sessions(
     liveness.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
+            // Messages first: liveness must not be judged while heartbeats wait in the queue.
+            biased;
             m = inbound.recv() => match m {
-                Some(Inbound::Native { peer, msg }) => native.handle(peer, msg).await,
+                Some(Inbound::Native { peer, msg, at }) => native.handle(peer, msg, at).await,
                 Some(Inbound::LateResult { peer, result }) => native.late_result(peer, result),
                 Some(Inbound::V1 { peer, body }) => v1.request(peer, body).await,
                 None => break,
@@ -118,6 +132,6 @@ async fn sessions(
             _ = stop.cancelled() => break,
         }
     }
-    v1.stop();
-    native.clear();
+    native.close_all().await;
+    v1.close_all().await;
 }

@@ -31,9 +31,11 @@ type V1Key = (String, String);
 /// What an instance's thread reports to the session task.
 pub(crate) enum V1Event {
     Up(V1Key),
-    /// Answered a ping (it was up already): shown as its last sighting.
+    /// Answered a ping (its thread had it up already): shown as its last sighting.
     Seen(V1Key),
     Down(V1Key, String),
+    /// Down for longer than `v1_forget_after`: its thread has stopped.
+    Forget(V1Key),
 }
 
 /// The registration endpoint and every version-1 instance, owned by the session task.
@@ -165,11 +167,21 @@ impl V1Endpoint {
                 }
             }
             V1Event::Seen(key) => {
+                if self.instances.get(&key).is_some_and(|i| !i.up) {
+                    // Marked down here (an offline report, or a stale down) but it answers.
+                    return Box::pin(self.event(V1Event::Up(key))).await;
+                }
                 if let Some(instance) = self.engine.registry().get(&key.0, &key.1) {
                     instance.seen(self.engine.clock().now());
                 }
             }
             V1Event::Down(key, why) => self.down(&key, &why).await,
+            V1Event::Forget(key) => {
+                if self.instances.get(&key).is_some_and(|i| !i.up) {
+                    tracing::info!(handler = %key.0, address = %key.1, "version-1 instance forgotten after a long absence");
+                    self.instances.remove(&key);
+                }
+            }
         }
     }
 
@@ -185,8 +197,13 @@ impl V1Endpoint {
         }
     }
 
-    /// Stops every instance thread.
-    pub fn stop(&mut self) {
+    /// The transport is stopping: every instance thread stops (a call in flight ends `lost`)
+    /// and every instance is disconnected, so the engine routes nothing more to them.
+    pub async fn close_all(&mut self) {
+        let keys: Vec<V1Key> = self.instances.keys().cloned().collect();
+        for key in &keys {
+            self.down(key, "the server's handler port closed").await;
+        }
         for (_, inst) in self.instances.drain() {
             let _ = inst.link.commands.send(Command::Stop);
         }
@@ -206,6 +223,8 @@ enum Command {
     Stop,
 }
 
+static V1_THREADS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// Calls one version-1 instance through its thread.
 pub(crate) struct V1Link {
     commands: std_mpsc::Sender<Command>,
@@ -220,9 +239,20 @@ impl V1Link {
         recalled: bool,
     ) -> Arc<V1Link> {
         let (tx, rx) = std_mpsc::channel();
-        let name = format!("sz-v1-{}", key.0);
-        let worker =
-            Worker { key, ctx, config, events, commands: rx, socket: None, up: !recalled, failures: 0 };
+        // A counter, not the handler id: thread names must not carry what a peer sent.
+        let name = format!("sz-v1-{}", V1_THREADS.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        let worker = Worker {
+            key,
+            ctx,
+            config,
+            events,
+            commands: rx,
+            socket: None,
+            up: !recalled,
+            failures: 0,
+            down_since: recalled.then(Instant::now),
+            deferred: None,
+        };
         if let Err(e) = std::thread::Builder::new().name(name).spawn(move || worker.run(recalled)) {
             tracing::error!(error = %e, "could not start a version-1 link thread");
         }
@@ -284,6 +314,10 @@ struct Worker {
     up: bool,
     /// Pings failed in a row.
     failures: u32,
+    /// Since when it has been down (None: up).
+    down_since: Option<Instant>,
+    /// A command that arrived while a ping was in flight, taken next.
+    deferred: Option<Command>,
 }
 
 impl Worker {
@@ -291,8 +325,16 @@ impl Worker {
         let mut next_ping =
             if ping_first { Instant::now() } else { Instant::now() + self.config.v1_ping_every };
         loop {
+            if self.down_since.is_some_and(|d| d.elapsed() > self.config.v1_forget_after) {
+                let _ = self.events.send(V1Event::Forget(self.key.clone()));
+                return;
+            }
             let wait = next_ping.saturating_duration_since(Instant::now());
-            match self.commands.recv_timeout(wait) {
+            let command = match self.deferred.take() {
+                Some(c) => Ok(c),
+                None => self.commands.recv_timeout(wait),
+            };
+            match command {
                 Ok(Command::Call { frame, key, deadline, reply }) => {
                     let stop = self.call(frame, key, deadline, reply);
                     if stop {
@@ -305,6 +347,7 @@ impl Worker {
                     self.socket = None;
                     self.failures = 0;
                     self.up = true;
+                    self.down_since = None;
                     next_ping = Instant::now() + self.config.v1_ping_every;
                 }
                 Ok(Command::Stop) | Err(std_mpsc::RecvTimeoutError::Disconnected) => return,
@@ -328,7 +371,9 @@ impl Worker {
         deadline: Instant,
         reply: oneshot::Sender<Result<Reply, LinkError>>,
     ) -> bool {
-        let result = match self.exchange(&frame, deadline, Some(key)) {
+        // A little past the deadline: the dispatcher's timer ends the call first, as timed out,
+        // and its cancel ends this wait.
+        let result = match self.exchange(&frame, deadline + Duration::from_millis(200), Some(key)) {
             Ok(Wait::Reply(bytes)) => {
                 self.alive();
                 Ok(match v1::interpret_reply(&bytes) {
@@ -365,11 +410,13 @@ impl Worker {
                 // Registered again: up, from a fresh socket (this one was dropped).
                 self.failures = 0;
                 self.up = true;
+                self.down_since = None;
             }
             _ => {
                 self.failures += 1;
                 if self.failures >= 2 && self.up {
                     self.up = false;
+                    self.down_since = Some(Instant::now());
                     let why = format!("{} pings unanswered", self.failures);
                     let _ = self.events.send(V1Event::Down(self.key.clone(), why));
                 }
@@ -382,6 +429,7 @@ impl Worker {
         self.failures = 0;
         let event = if self.up { V1Event::Seen(self.key.clone()) } else { V1Event::Up(self.key.clone()) };
         self.up = true;
+        self.down_since = None;
         let _ = self.events.send(event);
     }
 
@@ -409,8 +457,12 @@ impl Worker {
                 match self.commands.try_recv() {
                     Ok(Command::Cancel(k)) if Some(k) == call => return Ok(Wait::Cancelled),
                     Ok(Command::Stop) | Err(std_mpsc::TryRecvError::Disconnected) => return Ok(Wait::Stop),
+                    Ok(command @ Command::Call { .. }) if call.is_none() && self.deferred.is_none() => {
+                        // A call while a ping is in flight (the instance was idle): it goes next.
+                        self.deferred = Some(command);
+                    }
                     Ok(Command::Call { reply, .. }) => {
-                        // Capacity is 1, so the dispatcher never sends this; refuse it if it does.
+                        // Capacity is 1: the dispatcher sends one call at a time.
                         let _ = reply.send(Err(LinkError::Refused(
                             "a version-1 handler takes one call at a time".into(),
                         )));

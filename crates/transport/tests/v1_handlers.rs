@@ -66,6 +66,13 @@ async fn registration_endpoint_answers_in_the_original_shapes() {
     assert_eq!(missing["success"], false);
     assert!(missing["error"].as_str().unwrap().contains("handler_id"), "{missing}");
 
+    let nul = ask(
+        json!({"method": "register", "params": {"handler_id": "a\u{0}b", "address": "tcp://127.0.0.1:9"}}),
+    )
+    .await;
+    assert_eq!(nul["success"], false, "a control character in an id is refused, the endpoint lives on");
+    assert_eq!(ask(json!({"method": "ping"})).await["message"], "pong");
+
     let params = json!({"handler_id": "legacy", "address": "tcp://127.0.0.1:9", "methods": ["a", "b"]});
     let first = ask(json!({"method": "register", "params": params})).await;
     assert_eq!(

@@ -402,23 +402,29 @@ pub(super) async fn recover(store: &SqliteStore, now: Timestamp) -> StoreResult<
     Ok(recovery)
 }
 
-pub(super) async fn insert(store: &SqliteStore, runs: &[Run]) -> StoreResult<()> {
+/// `skip_existing`: a run whose id is already stored is left as it is (the recorder's retries).
+pub(super) async fn insert(store: &SqliteStore, runs: &[Run], skip_existing: bool) -> StoreResult<()> {
     let ctx = "cannot insert a run";
     let mut tx = store.write(ctx).await?;
     for run in runs {
-        insert_in(&mut tx, run).await?;
+        insert_in(&mut tx, run, skip_existing).await?;
     }
     tx.commit().await.map_err(db_err(ctx))
 }
 
-async fn insert_in(tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>, run: &Run) -> StoreResult<()> {
+async fn insert_in(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    run: &Run,
+    skip_existing: bool,
+) -> StoreResult<()> {
     let ctx = "cannot insert a run";
-    sqlx::query(
-        "INSERT INTO runs (id, schedule_id, scheduled_for, dispatch_at, state, attempt, max_attempts, \
+    let verb = if skip_existing { "INSERT OR IGNORE" } else { "INSERT" };
+    sqlx::query(AssertSqlSafe(format!(
+        "{verb} INTO runs (id, schedule_id, scheduled_for, dispatch_at, state, attempt, max_attempts, \
                            handler_id, method, params, created_at, started_at, attempt_started_at, \
                            finished_at, result, error, slot_count) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13, ?14, ?15, ?16)",
-    )
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13, ?14, ?15, ?16)"
+    )))
     .bind(run.id)
     .bind(run.schedule_id)
     .bind(ms(run.scheduled_for))
