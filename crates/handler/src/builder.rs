@@ -104,7 +104,9 @@ impl HandlerBuilder {
 }
 
 /// `$SCHEDULEZERO_INSTANCE_ID` if set and not blank, else `<hostname>-<pid>`: stable for the
-/// process, so reconnects keep the identity.
+/// process, so reconnects keep the identity, but new at each restart (two processes on one host
+/// never share it). Set an id (or the variable, as a supervisor can) for one that survives
+/// restarts, so the server carries the instance's history over.
 pub fn default_instance_id() -> String {
     if let Ok(id) = std::env::var(INSTANCE_ID_ENV)
         && !id.trim().is_empty()
