@@ -210,6 +210,28 @@ async fn v1_handler_busy_in_a_30_s_call_stays_connected_and_gets_the_call_once()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_v1_call_past_its_deadline_times_out_and_the_next_call_gets_a_fresh_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path()).await;
+    let log = dir.path().join("calls.log");
+    let _handler = registered_v1(&server, &log).await;
+
+    let slow = server.engine.run_now(target("sleep", json!({"seconds": 3})), Duration::from_secs(1)).await;
+    match slow {
+        Ok(r) => assert_eq!(r.outcome, AttemptOutcome::TimedOut, "{r:?}"),
+        Err(e) => assert!(matches!(e, schedulezero_engine::EngineError::Timeout(_)), "{e}"),
+    }
+    // The abandoned REQ socket is closed; a new one carries the next call once the handler
+    // (serving one request at a time) has finished the sleep. Its late reply goes nowhere.
+    let next = server.engine.run_now(target("echo", json!({"n": 2})), Duration::from_secs(20)).await.unwrap();
+    assert_eq!(next.outcome, AttemptOutcome::Succeeded, "{next:?}");
+    assert_eq!(next.result, Some(json!({"echo": {"n": 2}, "success": true})), "not the sleep's late reply");
+    assert_eq!(server.connected("legacy").len(), 1);
+    assert_eq!(read_lines(&log).len(), 2, "each call sent once");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn v1_handler_is_back_within_5_s_of_a_server_restart() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = Server::start(dir.path()).await;
