@@ -1,0 +1,17 @@
+//! What the operating system says, for the server and the governor alike (Linux, from `/proc`).
+//!
+//! Module map:
+//! - [`process`]: a process by PID — its start time (which tells a recycled PID from the
+//!   original) and its command line.
+//! - [`pidfile`]: PID files that hold PID, start time and command line, and are verified against
+//!   the live process table instead of trusted; stale ones are detected and cleaned.
+//! - [`ports`]: which processes hold a TCP port (listening or bound), from `/proc/net/tcp*` and
+//!   each process's open sockets.
+
+pub mod pidfile;
+pub mod ports;
+pub mod process;
+
+pub use pidfile::{PidFile, PidFileError, PidRecord, PidStatus};
+pub use ports::{PortHolder, port_holders};
+pub use process::ProcessInfo;
