@@ -2,8 +2,10 @@
 //! calls into the library crates.
 //!
 //! Module map:
+//! - [`serve_cmd`]: `schedulezero serve` — the server.
 //! - [`trigger_cmd`]: `schedulezero trigger next` — preview a trigger's fire times.
 
+mod serve_cmd;
 mod trigger_cmd;
 
 use std::process::ExitCode;
@@ -19,6 +21,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the server: HTTP API, handler port, scheduler (until SIGTERM or Ctrl-C).
+    Serve(serve_cmd::ServeArgs),
     /// Work with triggers without a server.
     Trigger {
         #[command(subcommand)]
@@ -29,6 +33,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Serve(args) => serve_cmd::run(args),
         Command::Trigger { command } => trigger_cmd::run(command),
     };
     match result {

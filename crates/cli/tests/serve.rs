@@ -1,0 +1,298 @@
+//! `schedulezero serve` as users run it: the real binary in a temp deployments root, ports
+//! chosen by the OS (or held on purpose by the test), stopped with SIGTERM; the compat HTTP API
+//! spoken over plain TCP, and a version-1 pyzmq handler executing the jobs.
+
+use std::io::{BufRead, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+/// A child process killed by PID when dropped, its stdout and stderr lines collected.
+struct Proc {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Proc {
+    fn spawn(mut cmd: Command) -> Proc {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null());
+        let mut child = cmd.spawn().expect("process starts");
+        let (tx, rx) = mpsc::channel();
+        for pipe in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        Proc { child, lines: rx, seen: Vec::new() }
+    }
+
+    /// The first line, printed so far or within the time given, that holds `marker`.
+    fn wait_line(&mut self, marker: &str, within: Duration) -> String {
+        if let Some(line) = self.seen.iter().find(|l| l.contains(marker)) {
+            return line.clone();
+        }
+        let deadline = Instant::now() + within;
+        loop {
+            while let Ok(line) = self.lines.try_recv() {
+                self.seen.push(line.clone());
+                if line.contains(marker) {
+                    return line;
+                }
+            }
+            assert!(Instant::now() < deadline, "no line with '{marker}' within {within:?}: {:?}", self.seen);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn term(&self) {
+        let ok = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        assert!(ok.is_ok_and(|s| s.success()));
+    }
+
+    fn wait_exit(&mut self, within: Duration) -> (i32, Vec<String>) {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                std::thread::sleep(Duration::from_millis(100));
+                while let Ok(line) = self.lines.try_recv() {
+                    self.seen.push(line);
+                }
+                return (status.code().unwrap_or(-1), self.seen.clone());
+            }
+            assert!(Instant::now() < deadline, "did not exit within {within:?}: {:?}", self.seen);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(root: &Path, args: &[&str]) -> Proc {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_schedulezero"));
+    cmd.arg("serve").arg("--root").arg(root).args(args).env_remove("SCHEDULEZERO_DEPLOYMENT");
+    Proc::spawn(cmd)
+}
+
+/// Starts on ports chosen by the OS; returns the process and its HTTP base address.
+fn serve_any_port(root: &Path) -> (Proc, String) {
+    let mut p = serve(root, &["--http", "127.0.0.1:0", "--zmq", "tcp://127.0.0.1:0"]);
+    let line = p.wait_line("  http ", Duration::from_secs(30));
+    let base = line.split_whitespace().last().unwrap().trim_start_matches("http://").to_string();
+    (p, base)
+}
+
+/// One HTTP/1.1 request over a plain TCP socket: (status, JSON body or the raw text as a string).
+fn http(addr: &str, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
+    let mut s = TcpStream::connect(addr).expect("connects");
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let body = body.unwrap_or("");
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let (head, text) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (status, serde_json::from_str(text).unwrap_or(Value::String(text.to_string())))
+}
+
+fn runtime_file(root: &Path) -> PathBuf {
+    root.join("deployments/default/run/server.json")
+}
+
+#[test]
+fn serve_publishes_its_addresses_answers_and_stops_cleanly_on_sigterm() {
+    let root = tempfile::tempdir().unwrap();
+    let (mut p, addr) = serve_any_port(root.path());
+    let runtime: Value = serde_json::from_slice(&std::fs::read(runtime_file(root.path())).unwrap()).unwrap();
+    assert_eq!(runtime["http"], format!("http://{addr}"));
+    assert!(runtime["zmq"].as_str().unwrap().starts_with("tcp://127.0.0.1:"));
+    assert!(root.path().join("deployments/default/schedulezero.db").exists());
+
+    let (status, health) = http(&addr, "GET", "/api/health", None);
+    assert_eq!((status, health["status"].as_str()), (200, Some("ok")));
+    let (status, page) = http(&addr, "GET", "/", None);
+    assert_eq!(status, 200);
+    assert!(page.as_str().unwrap().contains("<html"));
+
+    p.term();
+    let (code, lines) = p.wait_exit(Duration::from_secs(30));
+    assert_eq!(code, 0, "{lines:?}");
+    assert!(!runtime_file(root.path()).exists(), "runtime file removed");
+    assert!(!root.path().join("deployments/default/run/server.pid").exists(), "PID file removed");
+}
+
+#[test]
+fn a_port_in_use_is_refused_naming_the_port_pid_and_command() {
+    let root = tempfile::tempdir().unwrap();
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = holder.local_addr().unwrap().port();
+    let mut p = serve(root.path(), &["--http", &format!("127.0.0.1:{port}"), "--zmq", "tcp://127.0.0.1:0"]);
+    let (code, lines) = p.wait_exit(Duration::from_secs(30));
+    assert_ne!(code, 0);
+    let all = lines.join("\n");
+    assert!(all.contains(&format!("port {port}")), "{all}");
+    assert!(all.contains(&format!("PID {}", std::process::id())), "{all}");
+    let me = std::fs::read_to_string("/proc/self/cmdline").unwrap();
+    let program = me.split('\0').next().unwrap();
+    assert!(all.contains(program), "the holder's command line is named: {all}");
+}
+
+#[test]
+fn a_live_server_of_the_deployment_refuses_a_second_and_a_stale_pid_file_is_cleaned() {
+    let root = tempfile::tempdir().unwrap();
+    let (mut first, _) = serve_any_port(root.path());
+    let mut second = serve(root.path(), &["--http", "127.0.0.1:0", "--zmq", "tcp://127.0.0.1:0"]);
+    let (code, lines) = second.wait_exit(Duration::from_secs(30));
+    assert_ne!(code, 0);
+    let all = lines.join("\n");
+    assert!(all.contains("already running") && all.contains(&format!("PID {}", first.child.id())), "{all}");
+
+    // Killed without a chance to clean up: its PID file stays, naming a dead process.
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    assert!(root.path().join("deployments/default/run/server.pid").exists());
+    let (mut third, addr) = serve_any_port(root.path());
+    third.wait_line("stale PID file", Duration::from_secs(10));
+    assert_eq!(http(&addr, "GET", "/api/health", None).0, 200);
+
+    // A PID file naming a live process that is not ours (a recycled PID) is stale too.
+    third.term();
+    assert_eq!(third.wait_exit(Duration::from_secs(30)).0, 0);
+    let me = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let start: u64 = me[me.rfind(')').unwrap() + 1..].split_whitespace().nth(19).unwrap().parse().unwrap();
+    let fake =
+        json!({"pid": std::process::id(), "start_ticks": start + 1, "cmdline": ["schedulezero", "serve"]});
+    std::fs::write(root.path().join("deployments/default/run/server.pid"), fake.to_string()).unwrap();
+    let (mut fourth, _) = serve_any_port(root.path());
+    fourth.wait_line("belongs to another program", Duration::from_secs(10));
+}
+
+#[test]
+fn bad_configuration_is_refused_with_file_line_and_key() {
+    let root = tempfile::tempdir().unwrap();
+    let d = root.path().join("deployments/default");
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(d.join("schedulezero.toml"), "[server]\nhttp = \"127.0.0.1:0\"\nzmq_port = 5\n").unwrap();
+    let mut p = serve(root.path(), &[]);
+    let (code, lines) = p.wait_exit(Duration::from_secs(30));
+    assert_ne!(code, 0);
+    let all = lines.join("\n");
+    assert!(all.contains("schedulezero.toml") && all.contains("line 3") && all.contains("zmq_port"), "{all}");
+}
+
+/// The version-1 pyzmq handler of the transport tests (../shared/COMPAT.md §3 by the letter).
+fn v1_handler(endpoint: &str, handler_id: &str, log: &Path) -> Proc {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../transport/tests/support/v1_handler.py");
+    let mut cmd = Command::new("python3");
+    cmd.arg("-u").arg(script).arg(endpoint).arg(handler_id).arg(log);
+    Proc::spawn(cmd)
+}
+
+#[test]
+fn the_compat_api_schedules_and_runs_jobs_on_a_version_1_handler() {
+    let root = tempfile::tempdir().unwrap();
+    let (mut server, addr) = serve_any_port(root.path());
+    let runtime: Value = serde_json::from_slice(&std::fs::read(runtime_file(root.path())).unwrap()).unwrap();
+    let log = root.path().join("calls.log");
+    let mut handler = v1_handler(runtime["zmq"].as_str().unwrap(), "legacy", &log);
+    handler.wait_line("registered ", Duration::from_secs(30));
+
+    let (status, handlers) = http(&addr, "GET", "/api/handlers", None);
+    assert_eq!(status, 200);
+    assert_eq!(handlers["handlers"][0]["id"], "legacy");
+    assert_eq!(handlers["handlers"][0]["status"], "Connected");
+
+    let (status, reply) = http(
+        &addr,
+        "POST",
+        "/api/run_now",
+        Some(r#"{"handler_id":"legacy","job_method":"echo","job_params":{"n":1}}"#),
+    );
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["status"], "success");
+    assert_eq!(reply["result"]["echo"], json!({"n": 1}));
+    assert_eq!(reply["message"], "Job executed on handler 'legacy'");
+    let (status, reply) = http(
+        &addr,
+        "POST",
+        "/api/run_now",
+        Some(r#"{"handler_id":"legacy","job_method":"fail","job_params":{}}"#),
+    );
+    assert_eq!(status, 502, "{reply}");
+
+    let job = r#"{"handler_id":"legacy","job_method":"echo","job_params":{"every":"second"},"trigger":{"type":"interval","seconds":1},"job_id":"tick"}"#;
+    let (status, reply) = http(&addr, "POST", "/api/schedule", Some(job));
+    assert_eq!((status, reply), (201, json!({"status": "success", "job_id": "tick"})));
+    assert_eq!(http(&addr, "POST", "/api/schedule", Some(job)).0, 409, "a duplicate job_id");
+    let calls = |log: &Path| std::fs::read_to_string(log).unwrap_or_default().matches("second").count();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while calls(&log) < 2 {
+        assert!(Instant::now() < deadline, "the interval fires at once and again");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (status, list) = http(&addr, "GET", "/api/schedules", None);
+    assert_eq!(status, 200);
+    assert_eq!(list["count"], 1);
+    assert_eq!(list["schedules"][0]["id"], "tick");
+    assert_eq!(list["schedules"][0]["args"], json!(["legacy", "echo", {"every": "second"}, "tick"]));
+
+    // Client mistakes are 4xx, each naming what was wrong.
+    for (body, code, needle) in [
+        (r#"{"handler_id":"legacy","job_method":"echo","trigger":{"type":"interval"}}"#, 400, "trigger"),
+        (
+            r#"{"handler_id":"legacy","job_method":"nope","trigger":{"type":"interval","seconds":1}}"#,
+            400,
+            "nope",
+        ),
+        (
+            r#"{"handler_id":"ghost","job_method":"echo","trigger":{"type":"interval","seconds":1}}"#,
+            404,
+            "ghost",
+        ),
+        (
+            r#"{"handler_id":"legacy","job_method":"echo","job_params":[1],"trigger":{"type":"interval","seconds":1}}"#,
+            400,
+            "job_params",
+        ),
+        (r#"{"job_method":"echo"}"#, 400, "handler_id"),
+        ("not json", 400, "JSON"),
+        ("", 400, "body"),
+    ] {
+        let (status, err) = http(&addr, "POST", "/api/schedule", Some(body));
+        assert_eq!(status, code, "{body} → {err}");
+        assert_eq!(err["error"]["code"], code);
+        assert!(err["error"]["message"].as_str().unwrap().contains(needle), "{body} → {err}");
+    }
+
+    assert_eq!(http(&addr, "DELETE", "/api/schedules/tick", None).0, 200);
+    assert_eq!(http(&addr, "DELETE", "/api/schedules/tick", None).0, 404);
+
+    // No live instance: 503, after the handler reports itself offline.
+    handler.term();
+    handler.wait_exit(Duration::from_secs(20));
+    let (status, _) =
+        http(&addr, "POST", "/api/run_now", Some(r#"{"handler_id":"legacy","job_method":"echo"}"#));
+    assert_eq!(status, 503);
+
+    server.term();
+    assert_eq!(server.wait_exit(Duration::from_secs(30)).0, 0);
+}

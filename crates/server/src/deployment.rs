@@ -1,0 +1,78 @@
+//! A deployment's files: `<root>/deployments/<name>/` holds `schedulezero.toml`, the SQLite
+//! store by default, and `run/` with the PID file and the runtime file (the addresses the server
+//! actually bound, so clients and handlers find it even when it asked for port 0).
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deployment {
+    name: String,
+    dir: PathBuf,
+}
+
+/// What a running server publishes in `run/server.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Runtime {
+    pub pid: u32,
+    /// `http://host:port`
+    pub http: String,
+    /// `tcp://host:port`
+    pub zmq: String,
+    pub database: String,
+    pub started_at: String,
+}
+
+impl Deployment {
+    /// A deployment by name under a root; the name must be a plain directory name.
+    pub fn new(root: PathBuf, name: &str) -> Result<Deployment, String> {
+        let ok = !name.is_empty()
+            && name.len() <= 64
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+            && !name.starts_with('.');
+        if !ok {
+            return Err(format!(
+                "'{name}' is not a deployment name: use letters, digits, '-', '_' or '.', not starting with '.'"
+            ));
+        }
+        Ok(Deployment { name: name.to_string(), dir: root.join("deployments").join(name) })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn config_file(&self) -> PathBuf {
+        self.dir.join("schedulezero.toml")
+    }
+
+    pub fn run_dir(&self) -> PathBuf {
+        self.dir.join("run")
+    }
+
+    pub fn server_pid_file(&self) -> PathBuf {
+        self.run_dir().join("server.pid")
+    }
+
+    pub fn runtime_file(&self) -> PathBuf {
+        self.run_dir().join("server.json")
+    }
+
+    /// The runtime file of a running server, if there is one.
+    pub fn read_runtime(&self) -> Option<Runtime> {
+        serde_json::from_slice(&std::fs::read(self.runtime_file()).ok()?).ok()
+    }
+
+    /// Publishes the bound addresses (atomically: readers see the old file or the new one).
+    pub fn write_runtime(&self, runtime: &Runtime) -> std::io::Result<()> {
+        std::fs::create_dir_all(self.run_dir())?;
+        let tmp = self.runtime_file().with_extension("json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(runtime).unwrap_or_default())?;
+        std::fs::rename(tmp, self.runtime_file())
+    }
+}

@@ -1,0 +1,308 @@
+//! The original ScheduleZero's HTTP routes, same paths and field names, with its bugs fixed
+//! (../shared/COMPAT.md §1): 409 on a duplicate `job_id`, 404 on an unknown id, `run_now` with one
+//! attempt and 502/503/504, 4xx for every client mistake.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use schedulezero_core::run::AttemptOutcome;
+use schedulezero_core::schedule::Target;
+use schedulezero_core::time::format_in_zone;
+use schedulezero_core::trigger::Trigger;
+use schedulezero_engine::ScheduleSpec;
+use schedulezero_store::ScheduleFilter;
+use serde_json::{Map, Value, json};
+
+use super::{ApiError, AppState};
+
+type St = State<Arc<AppState>>;
+
+pub(super) fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/", get(index))
+        .route("/api/health", get(health))
+        .route("/api/config", get(config))
+        .route("/api/handlers", get(handlers))
+        .route("/api/schedule", post(schedule))
+        .route("/api/run_now", post(run_now))
+        .route("/api/schedules", get(schedules))
+        .route("/api/schedules/{id}", delete(remove))
+}
+
+async fn index(State(s): St) -> Html<String> {
+    let connected = s.engine.registry().instances().iter().filter(|i| i.is_connected()).count();
+    Html(format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{name}</title></head>\
+         <body><h1>{name}</h1><p>Running; {connected} handler instance(s) connected.</p>\
+         <p>API: <a href=\"/api/health\">/api/health</a>, <a href=\"/api/handlers\">/api/handlers</a>, \
+         <a href=\"/api/schedules\">/api/schedules</a>.</p></body></html>",
+        name = html_escape(&s.instance_name)
+    ))
+}
+
+async fn health(State(s): St) -> Response {
+    let connected = s.engine.registry().instances().iter().filter(|i| i.is_connected()).count();
+    axum::Json(json!({
+        "status": "ok",
+        "service": "ScheduleZero",
+        "version": env!("CARGO_PKG_VERSION"),
+        "deployment": s.deployment,
+        "handlers_connected": connected,
+    }))
+    .into_response()
+}
+
+async fn config(State(s): St) -> Response {
+    axum::Json(json!({
+        "instance_name": s.instance_name,
+        "description": s.description,
+        "admin_contact": s.admin_contact,
+        "version": env!("CARGO_PKG_VERSION"),
+    }))
+    .into_response()
+}
+
+/// One entry per handler id: connected when any instance is, with every instance the server
+/// knows (live ones from the registry, earlier ones from the store).
+async fn handlers(State(s): St) -> Result<Response, ApiError> {
+    let mut by_id: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    let live = s.engine.registry().instances();
+    for i in &live {
+        by_id.entry(i.handler_id.clone()).or_default().push(json!({
+            "instance_id": i.instance_id,
+            "protocol": i.protocol,
+            "address": i.address,
+            "status": if i.is_connected() { if i.is_draining() { "Draining" } else { "Connected" } } else { "Disconnected" },
+            "methods": i.methods,
+            "capacity": i.capacity,
+            "in_flight": i.in_flight(),
+            "last_seen": i.last_seen().to_rfc3339(),
+            "registered_at": i.registered_at.to_rfc3339(),
+            "success_count": i.successes(),
+            "failure_count": i.failures(),
+        }));
+    }
+    for r in s.engine.known_instances().await? {
+        if live.iter().any(|i| i.handler_id == r.handler_id && i.instance_id == r.instance_id) {
+            continue;
+        }
+        by_id.entry(r.handler_id.clone()).or_default().push(json!({
+            "instance_id": r.instance_id,
+            "protocol": r.protocol,
+            "address": r.address,
+            "status": "Disconnected",
+            "methods": r.methods,
+            "capacity": r.capacity,
+            "in_flight": 0,
+            "last_seen": r.last_seen.to_rfc3339(),
+            "registered_at": r.registered_at.to_rfc3339(),
+            "success_count": r.successes,
+            "failure_count": r.failures,
+        }));
+    }
+    let handlers: Vec<Value> = by_id
+        .into_iter()
+        .map(|(id, instances)| {
+            let connected = instances.iter().any(|i| i["status"] == "Connected");
+            let address = instances
+                .iter()
+                .find(|i| i["status"] == "Connected")
+                .or(instances.first())
+                .map(|i| i["address"].clone())
+                .unwrap_or(Value::Null);
+            let mut methods: Vec<String> = instances
+                .iter()
+                .flat_map(|i| i["methods"].as_array().cloned().unwrap_or_default())
+                .filter_map(|m| m.as_str().map(str::to_string))
+                .collect();
+            methods.sort();
+            methods.dedup();
+            json!({
+                "id": id,
+                "address": address,
+                "methods": methods,
+                "status": if connected { "Connected" } else { "Disconnected" },
+                "instances": instances,
+            })
+        })
+        .collect();
+    Ok(axum::Json(json!({"handlers": handlers, "count": handlers.len()})).into_response())
+}
+
+/// `POST /api/schedule`.
+async fn schedule(State(s): St, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+    let body = json_object(body)?;
+    let target = target_of(&body)?;
+    check_handler(&s, &target).await?;
+    let trigger_json = body.get("trigger").ok_or_else(|| ApiError::bad_request("missing field 'trigger'"))?;
+    let trigger = Trigger::parse(trigger_json, &s.engine.parse_context())
+        .map_err(|e| ApiError::bad_request(format!("trigger: {e}")))?;
+    let mut spec = ScheduleSpec::new(trigger, target);
+    match body.get("job_id") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(id)) if !id.trim().is_empty() => spec = spec.name(id.clone()),
+        Some(_) => return Err(ApiError::bad_request("'job_id' must be a non-empty string")),
+    }
+    let created = s.engine.add_schedule(spec).await?;
+    Ok((StatusCode::CREATED, axum::Json(json!({"status": "success", "job_id": created.name})))
+        .into_response())
+}
+
+/// `POST /api/run_now`: one attempt, answered only after the handler replied.
+async fn run_now(State(s): St, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+    let body = json_object(body)?;
+    let target = target_of(&body)?;
+    check_handler(&s, &target).await?;
+    let timeout = match body.get("timeout") {
+        None | Some(Value::Null) => 30.0,
+        Some(v) => v.as_f64().filter(|t| *t > 0.0 && *t <= 3600.0).ok_or_else(|| {
+            ApiError::bad_request("'timeout' must be a number of seconds between 0 and 3600")
+        })?,
+    };
+    let handler_id = target.handler_id.clone();
+    let report = s.engine.run_now(target, Duration::from_secs_f64(timeout)).await?;
+    match report.outcome {
+        AttemptOutcome::Succeeded => Ok(axum::Json(json!({
+            "status": "success",
+            "result": report.result.unwrap_or(Value::Null),
+            "message": format!("Job executed on handler '{handler_id}'"),
+            "run_id": report.run_id,
+        }))
+        .into_response()),
+        AttemptOutcome::Failed => Err(ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            format!("handler '{handler_id}' reported a failure: {}", report.error.unwrap_or_default()),
+        )),
+        AttemptOutcome::TimedOut => Err(ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            format!("handler '{handler_id}' did not reply within {timeout} s"),
+        )),
+        other => Err(ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            format!(
+                "the call to handler '{handler_id}' ended {}: {}",
+                other.as_str(),
+                report.error.unwrap_or_default()
+            ),
+        )),
+    }
+}
+
+async fn schedules(State(s): St) -> Result<Response, ApiError> {
+    let list = s.engine.list_schedules(&ScheduleFilter::default()).await?;
+    let items: Vec<Value> = list
+        .iter()
+        .map(|sc| {
+            json!({
+                "id": sc.name,
+                "schedule_id": sc.id,
+                "name": sc.name,
+                "state": sc.state.as_str(),
+                "next_fire_time": sc.next_fire_at.map(|t| format_in_zone(t, sc.trigger.zone())),
+                "trigger": sc.trigger.describe(),
+                "args": [sc.target.handler_id, sc.target.method, sc.target.params, sc.name],
+                "handler_id": sc.target.handler_id,
+                "job_method": sc.target.method,
+            })
+        })
+        .collect();
+    Ok(axum::Json(json!({"schedules": items, "count": items.len()})).into_response())
+}
+
+/// `DELETE /api/schedules/{id}`: by `job_id` (the name), or by the internal id.
+async fn remove(State(s): St, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let found = match s.engine.find_schedule(&id).await? {
+        Some(sc) => Some(sc),
+        None => match uuid::Uuid::parse_str(&id) {
+            Ok(uuid) => s.engine.get_schedule(uuid).await?,
+            Err(_) => None,
+        },
+    };
+    let Some(sc) = found else {
+        return Err(ApiError::not_found(format!("no schedule '{id}'; GET /api/schedules lists them")));
+    };
+    s.engine.delete_schedule(sc.id).await?;
+    Ok(axum::Json(json!({
+        "status": "success",
+        "message": format!("Schedule '{id}' removed"),
+        "schedule_id": id,
+    }))
+    .into_response())
+}
+
+/// The body as a JSON object, or a 4xx that says what is wrong with it.
+fn json_object(body: Result<Bytes, BytesRejection>) -> Result<Map<String, Value>, ApiError> {
+    let bytes = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the request body is over {} bytes", super::MAX_BODY_BYTES),
+            )
+        } else {
+            ApiError::bad_request(format!("cannot read the request body: {e}"))
+        }
+    })?;
+    if bytes.is_empty() {
+        return Err(ApiError::bad_request("the request needs a JSON object body"));
+    }
+    match serde_json::from_slice::<Value>(&bytes) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err(ApiError::bad_request("the request body must be a JSON object")),
+        Err(e) => Err(ApiError::bad_request(format!("the request body is not valid JSON: {e}"))),
+    }
+}
+
+fn target_of(body: &Map<String, Value>) -> Result<Target, ApiError> {
+    let text = |k: &str| match body.get(k) {
+        Some(Value::String(v)) if !v.trim().is_empty() => Ok(v.clone()),
+        Some(_) => Err(ApiError::bad_request(format!("'{k}' must be a non-empty string"))),
+        None => Err(ApiError::bad_request(format!("missing field '{k}'"))),
+    };
+    let params = match body.get("job_params") {
+        None | Some(Value::Null) => Value::Object(Map::new()),
+        Some(p @ Value::Object(_)) => p.clone(),
+        Some(_) => return Err(ApiError::bad_request("'job_params' must be a JSON object")),
+    };
+    Ok(Target { handler_id: text("handler_id")?, method: text("job_method")?, params })
+}
+
+/// 404 for a handler this server has never seen; 400 for a method none of its instances offers.
+async fn check_handler(s: &AppState, target: &Target) -> Result<(), ApiError> {
+    let live: Vec<_> =
+        s.engine.registry().instances().into_iter().filter(|i| i.handler_id == target.handler_id).collect();
+    let mut methods: Vec<String> = live.iter().flat_map(|i| i.methods.iter().cloned()).collect();
+    if live.is_empty() {
+        let known = s.engine.known_instances().await?;
+        methods
+            .extend(known.into_iter().filter(|r| r.handler_id == target.handler_id).flat_map(|r| r.methods));
+        if methods.is_empty() {
+            return Err(ApiError::not_found(format!(
+                "no handler '{}' has ever registered with this server; GET /api/handlers lists them",
+                target.handler_id
+            )));
+        }
+    }
+    if !methods.contains(&target.method) {
+        methods.sort();
+        methods.dedup();
+        return Err(ApiError::bad_request(format!(
+            "handler '{}' does not offer method '{}'; it offers: {}",
+            target.handler_id,
+            target.method,
+            methods.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}

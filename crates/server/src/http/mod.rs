@@ -1,0 +1,36 @@
+//! The HTTP API. `compat`: the original's routes and shapes (../shared/COMPAT.md §1), so existing
+//! scripts work unchanged. Every error is JSON; request bodies are JSON of bounded size.
+
+mod compat;
+mod error;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use schedulezero_engine::Engine;
+
+pub(crate) use error::ApiError;
+
+/// Largest request body accepted.
+pub(crate) const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// What request handlers share.
+pub(crate) struct AppState {
+    pub engine: Arc<Engine>,
+    pub deployment: String,
+    pub instance_name: String,
+    pub description: String,
+    pub admin_contact: String,
+}
+
+pub(crate) fn router(state: Arc<AppState>) -> Router {
+    compat::routes()
+        .fallback(|| async { ApiError::not_found("no such route; see GET / for what this server offers") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "this route does not take that method")
+        })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}

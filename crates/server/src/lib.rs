@@ -1,0 +1,19 @@
+//! The server people run (`schedulezero serve`): configuration, the deployment's files, the HTTP
+//! API, and the wiring of store, engine and handler links.
+//!
+//! Module map:
+//! - [`config`]: settings from defaults, the deployment's `schedulezero.toml`, `SCHEDULEZERO_*`
+//!   variables and flags, in that order of precedence (last wins).
+//! - [`database`]: database URLs in our spellings and the original's.
+//! - [`deployment`]: where a deployment's files live, and the runtime file with bound addresses.
+//! - [`serve`]: start-up checks (PID file, ports), running, graceful stop.
+//! - `http`: the HTTP API (`compat`: the original's routes, ../shared/COMPAT.md §1).
+
+pub mod config;
+pub mod database;
+pub mod deployment;
+mod http;
+pub mod serve;
+
+pub use config::{ConfigError, Overrides, ServerConfig};
+pub use serve::{ServeError, serve};

@@ -1,0 +1,193 @@
+//! `schedulezero serve`: checks, start, run until SIGTERM/SIGINT, graceful stop.
+//!
+//! Before anything binds: the deployment's PID file is verified (a live server of the same
+//! deployment refuses the start, naming its PID; a stale file is cleaned and reported) and every
+//! configured port is checked (one in use is reported with the PID and command line holding it).
+//! Then store, engine, handler port and HTTP start; the bound addresses go to stdout and to the
+//! runtime file. On SIGTERM or SIGINT: HTTP stops accepting, calls in flight get the configured
+//! grace to finish (the rest are recorded interrupted), the handler port closes, files are
+//! removed, exit 0.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use schedulezero_engine::Engine;
+use schedulezero_engine::clock::SystemClock;
+use schedulezero_engine::config::EngineConfig;
+use schedulezero_host::{PidFile, PidFileError, PidStatus, port_holders};
+use schedulezero_store::SqliteStore;
+use schedulezero_transport::{Transport, TransportConfig, TransportError};
+use thiserror::Error;
+
+use crate::config::ServerConfig;
+use crate::database::{self, Database};
+use crate::deployment::Runtime;
+use crate::http::{self, AppState};
+
+#[derive(Debug, Error)]
+pub enum ServeError {
+    #[error(
+        "the server of deployment '{deployment}' is already running as PID {pid} ({command}); stop it first (kill -TERM {pid}) or use it"
+    )]
+    AlreadyRunning { deployment: String, pid: u32, command: String },
+    #[error(transparent)]
+    PidFile(#[from] PidFileError),
+    #[error(
+        "port {port} ({what}) is in use by {holder}; stop it, or choose another port (0 picks a free one)"
+    )]
+    PortInUse { port: u16, what: &'static str, holder: String },
+    #[error("cannot bind {what} on {address}: {message}")]
+    Bind { what: &'static str, address: String, message: String },
+    #[error("database: {0}")]
+    Database(String),
+    #[error(transparent)]
+    Store(#[from] schedulezero_store::StoreError),
+    #[error(transparent)]
+    Engine(#[from] schedulezero_engine::EngineError),
+    #[error("cannot write {0}")]
+    Files(String),
+}
+
+/// Runs the server until SIGTERM or SIGINT.
+pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
+    let deployment = config.deployment.clone();
+    std::fs::create_dir_all(deployment.run_dir())
+        .map_err(|e| ServeError::Files(format!("{}: {e}", deployment.run_dir().display())))?;
+
+    let (_pid_guard, previous) = match PidFile::new(deployment.server_pid_file()).acquire() {
+        Ok(acquired) => acquired,
+        Err(PidFileError::AlreadyRunning { record, .. }) => {
+            return Err(ServeError::AlreadyRunning {
+                deployment: deployment.name().to_string(),
+                pid: record.pid,
+                command: record.cmdline.join(" "),
+            });
+        }
+        Err(e) => return Err(e.into()),
+    };
+    match previous {
+        PidStatus::Dead(r) => tracing::warn!(pid = r.pid, "cleaned a stale PID file: that server is gone"),
+        PidStatus::Reused { record, now } => tracing::warn!(
+            pid = record.pid,
+            now = %now.command(),
+            "cleaned a stale PID file: its PID now belongs to another program"
+        ),
+        PidStatus::Unreadable(why) => tracing::warn!(%why, "replaced an unreadable PID file"),
+        PidStatus::Absent | PidStatus::Live(_) => {}
+    }
+
+    for (port, what) in [(config.http_port(), "HTTP"), (config.zmq_port(), "handlers")] {
+        if port == 0 {
+            continue;
+        }
+        if let Some(h) = port_holders(port).first() {
+            return Err(ServeError::PortInUse { port, what, holder: h.describe() });
+        }
+    }
+
+    let path = match database::parse(&config.database, deployment.dir()).map_err(ServeError::Database)? {
+        Database::Sqlite(path) => path,
+        Database::Postgres(url) => {
+            return Err(ServeError::Database(format!(
+                "PostgreSQL ({url}) is not supported by this build yet; use a SQLite file (the default)"
+            )));
+        }
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| ServeError::Files(format!("{}: {e}", dir.display())))?;
+    }
+    let store = Arc::new(SqliteStore::open_path(&path).await?);
+    let engine_config = EngineConfig {
+        shutdown_grace: Duration::from_secs(config.shutdown_grace_s),
+        ..EngineConfig::default()
+    };
+    let engine = Arc::new(Engine::start(store.clone(), Arc::new(SystemClock), engine_config).await?);
+
+    let transport_config = TransportConfig {
+        endpoint: config.zmq.clone(),
+        heartbeat: Duration::from_millis(config.heartbeat_ms),
+        ..TransportConfig::default()
+    };
+    let transport = match Transport::start(engine.clone(), transport_config).await {
+        Ok(t) => t,
+        Err(TransportError::AddressInUse(_)) => {
+            let holder = port_holders(config.zmq_port()).first().map(|h| h.describe());
+            return Err(ServeError::PortInUse {
+                port: config.zmq_port(),
+                what: "handlers",
+                holder: holder.unwrap_or_else(|| "another process".into()),
+            });
+        }
+        Err(e) => {
+            return Err(ServeError::Bind {
+                what: "the handler port",
+                address: config.zmq.clone(),
+                message: e.to_string(),
+            });
+        }
+    };
+
+    let listener = tokio::net::TcpListener::bind(&config.http).await.map_err(|e| {
+        match port_holders(config.http_port()).first() {
+            Some(h) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                ServeError::PortInUse { port: config.http_port(), what: "HTTP", holder: h.describe() }
+            }
+            _ => ServeError::Bind { what: "HTTP", address: config.http.clone(), message: e.to_string() },
+        }
+    })?;
+    let http_addr = listener.local_addr().map_err(|e| ServeError::Bind {
+        what: "HTTP",
+        address: config.http.clone(),
+        message: e.to_string(),
+    })?;
+
+    let runtime = Runtime {
+        pid: std::process::id(),
+        http: format!("http://{http_addr}"),
+        zmq: transport.endpoint().to_string(),
+        database: path.display().to_string(),
+        started_at: chrono::Utc::now().to_rfc3339(),
+    };
+    deployment
+        .write_runtime(&runtime)
+        .map_err(|e| ServeError::Files(format!("{}: {e}", deployment.runtime_file().display())))?;
+    println!("ScheduleZero serving deployment '{}'", deployment.name());
+    println!("  http      {}", runtime.http);
+    println!("  handlers  {}", runtime.zmq);
+    println!("  store     {}", runtime.database);
+
+    let state = Arc::new(AppState {
+        engine: engine.clone(),
+        deployment: deployment.name().to_string(),
+        instance_name: config.instance_name.clone(),
+        description: config.description.clone(),
+        admin_contact: config.admin_contact.clone(),
+    });
+    let app = http::router(state);
+    let server = axum::serve(listener, app).with_graceful_shutdown(stop_signal());
+    if let Err(e) = server.await {
+        tracing::error!(error = %e, "the HTTP server failed");
+    }
+
+    tracing::info!("stopping: calls in flight get {} s to finish", config.shutdown_grace_s);
+    engine.shutdown().await;
+    transport.shutdown().await;
+    store.close().await;
+    let _ = std::fs::remove_file(deployment.runtime_file());
+    println!("ScheduleZero stopped");
+    Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn stop_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+    else {
+        // Without signal handlers the server still runs; it stops when killed.
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+}
