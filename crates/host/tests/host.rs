@@ -17,8 +17,17 @@ impl Drop for Kid {
     }
 }
 
+/// `sleep 30`, once its command line shows in /proc (right after spawn it may still be empty:
+/// the exec is under way).
 fn sleeper() -> Kid {
-    Kid(Command::new("sleep").arg("30").spawn().expect("sleep starts"))
+    let kid = Kid(Command::new("sleep").arg("30").spawn().expect("sleep starts"));
+    for _ in 0..500 {
+        if ProcessInfo::of(kid.0.id()).is_some_and(|p| p.cmdline.first().is_some_and(|c| c == "sleep")) {
+            return kid;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    panic!("sleep did not show its command line within 5 s");
 }
 
 fn record_of(pid: u32) -> PidRecord {
