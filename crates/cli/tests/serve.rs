@@ -283,8 +283,44 @@ fn the_compat_api_schedules_and_runs_jobs_on_a_version_1_handler() {
         assert!(err["error"]["message"].as_str().unwrap().contains(needle), "{body} → {err}");
     }
 
+    // Execution history: persisted records in the original's shape, newest first.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let records = loop {
+        let (status, list) = http(&addr, "GET", "/api/executions?job_id=tick", None);
+        assert_eq!(status, 200);
+        let done = list["records"].as_array().unwrap().iter().filter(|r| r["status"] == "success").count();
+        if done >= 2 {
+            break list;
+        }
+        assert!(Instant::now() < deadline, "the schedule's runs are recorded: {list}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let r = &records["records"][0];
+    assert_eq!(
+        (r["job_id"].as_str(), r["handler_id"].as_str(), r["method_name"].as_str()),
+        (Some("tick"), Some("legacy"), Some("echo"))
+    );
+    assert_eq!((r["attempt_number"].as_u64(), r["max_attempts"].as_u64()), (Some(1), Some(3)));
+    assert!(r["duration_ms"].as_i64().is_some() && r["completed_at"].is_string(), "{r}");
+    let (status, errors) = http(&addr, "GET", "/api/executions/errors", None);
+    assert_eq!(status, 200);
+    assert_eq!(
+        errors["errors"][0]["error"], "failed on purpose",
+        "the failed run_now is an error record: {errors}"
+    );
+    let (status, stats) = http(&addr, "GET", "/api/executions/stats", None);
+    assert_eq!(status, 200);
+    assert!(stats["success_count"].as_u64().unwrap() >= 3, "{stats}");
+    assert_eq!(stats["error_count"], 1, "{stats}");
+    assert_eq!(stats["by_handler"]["legacy"]["error"], 1, "{stats}");
+    assert_eq!(http(&addr, "GET", "/api/executions?limit=ten", None).0, 400);
+    assert_eq!(http(&addr, "GET", "/api/executions?status=maybe", None).0, 400);
+    assert_eq!(http(&addr, "GET", "/api/executions?limit=5000", None).1["limit"], 1000, "clamped");
     assert_eq!(http(&addr, "DELETE", "/api/schedules/tick", None).0, 200);
     assert_eq!(http(&addr, "DELETE", "/api/schedules/tick", None).0, 404);
+    let (status, cleared) = http(&addr, "POST", "/api/executions/clear", None);
+    assert_eq!((status, cleared["status"].as_str()), (200, Some("success")));
+    assert_eq!(http(&addr, "GET", "/api/executions/errors", None).1["count"], 0);
 
     // No live instance: 503, after the handler reports itself offline.
     handler.term();

@@ -120,6 +120,9 @@ impl Store for Timed {
     async fn insert_run(&self, run: &Run) -> StoreResult<()> {
         self.inner.insert_run(run).await
     }
+    async fn insert_runs(&self, runs: &[Run]) -> StoreResult<()> {
+        self.inner.insert_runs(runs).await
+    }
     async fn get_run(&self, id: RunId) -> StoreResult<Option<Run>> {
         self.inner.get_run(id).await
     }
@@ -134,6 +137,9 @@ impl Store for Timed {
     }
     async fn purge_history(&self, before: Timestamp) -> StoreResult<u64> {
         self.inner.purge_history(before).await
+    }
+    async fn run_counts(&self) -> StoreResult<Vec<schedulezero_store::RunCount>> {
+        self.inner.run_counts().await
     }
     async fn upsert_handler_instance(&self, i: &HandlerInstance) -> StoreResult<()> {
         self.inner.upsert_handler_instance(i).await

@@ -88,6 +88,7 @@ macro_rules! conformance_tests {
             delete_schedule_cancels_waiting_runs_and_keeps_history,
             run_now_round_trip_and_list_runs_filters_and_pages,
             insert_runs_stores_a_batch_and_is_idempotent,
+            run_counts_sum_runs_and_durations_by_handler_and_state,
             handler_instances_upsert_and_list,
         );
         #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -960,6 +961,41 @@ pub async fn delete_schedule_cancels_waiting_runs_and_keeps_history(store: Arc<d
 }
 
 // --- history ---
+
+pub async fn run_counts_sum_runs_and_durations_by_handler_and_state(store: Arc<dyn Store>) {
+    let run = |handler: &str, state, started: Option<i64>, finished: Option<i64>| Run {
+        id: Uuid::now_v7(),
+        schedule_id: None,
+        scheduled_for: at(1),
+        dispatch_at: None,
+        state,
+        attempt: 1,
+        max_attempts: 1,
+        target: target(handler),
+        created_at: at(1),
+        started_at: started.map(at_ms),
+        finished_at: finished.map(at_ms),
+        result: None,
+        error: None,
+        slot_count: 1,
+    };
+    assert!(store.run_counts().await.expect("counts").is_empty());
+    store
+        .insert_runs(&[
+            run("a", RunState::Succeeded, Some(1_000), Some(1_250)),
+            run("a", RunState::Succeeded, Some(2_000), Some(2_050)),
+            run("a", RunState::Failed, Some(3_000), Some(3_100)),
+            run("b", RunState::Running, Some(4_000), None),
+        ])
+        .await
+        .expect("insert");
+    let counts = store.run_counts().await.expect("counts");
+    let find = |h: &str, st| counts.iter().find(|c| c.handler_id == h && c.state == st).cloned();
+    assert_eq!(find("a", RunState::Succeeded).map(|c| (c.runs, c.total_duration_ms)), Some((2, 300)));
+    assert_eq!(find("a", RunState::Failed).map(|c| (c.runs, c.total_duration_ms)), Some((1, 100)));
+    assert_eq!(find("b", RunState::Running).map(|c| (c.runs, c.total_duration_ms)), Some((1, 0)));
+    assert_eq!(counts.len(), 3);
+}
 
 pub async fn insert_runs_stores_a_batch_and_is_idempotent(store: Arc<dyn Store>) {
     let run = |state| Run {

@@ -131,6 +131,17 @@ pub struct RunFilter {
     pub limit: u32,
 }
 
+/// How many runs of one handler ended (or stand) in one state, and how long their attempts took
+/// in all: the run-history statistics, summed by the store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunCount {
+    pub handler_id: String,
+    pub state: RunState,
+    pub runs: u64,
+    /// Sum over finished runs of `finished_at - started_at` (runs that never started count 0).
+    pub total_duration_ms: i64,
+}
+
 /// A handler instance as the registry last knew it; persisted so one that comes back is
 /// recognised.
 #[derive(Debug, Clone, PartialEq)]
@@ -226,6 +237,8 @@ pub trait Store: Send + Sync + 'static {
     /// Cancels a run that has not started or is waiting to retry; returns its state afterwards.
     /// A `running` run is cancelled by the dispatcher, which records the attempt.
     async fn cancel_run(&self, run: RunId, now: Timestamp) -> StoreResult<RunState>;
+    /// Runs by handler and state, with their summed durations (for statistics).
+    async fn run_counts(&self) -> StoreResult<Vec<RunCount>>;
     /// Deletes finished runs (and their attempts) whose end is before `before`; returns how many.
     async fn purge_history(&self, before: Timestamp) -> StoreResult<u64>;
 

@@ -35,8 +35,8 @@ use sqlx::sqlite::SqlitePool;
 use sqlx::{Sqlite, Transaction};
 
 use crate::{
-    AttemptEnd, AttemptStart, ClaimBatch, Dispatch, HandlerInstance, Recovery, RunFilter, ScheduleFilter,
-    Store, StoreResult,
+    AttemptEnd, AttemptStart, ClaimBatch, Dispatch, HandlerInstance, Recovery, RunCount, RunFilter,
+    ScheduleFilter, Store, StoreResult,
 };
 
 pub use self::open::{APPLICATION_ID, SCHEMA_VERSION};
@@ -207,6 +207,10 @@ impl Store for SqliteStore {
 
     async fn cancel_run(&self, run: RunId, now: Timestamp) -> StoreResult<RunState> {
         runs::cancel(self, run, now).await
+    }
+
+    async fn run_counts(&self) -> StoreResult<Vec<RunCount>> {
+        runs::counts(self).await
     }
 
     async fn purge_history(&self, before: Timestamp) -> StoreResult<u64> {

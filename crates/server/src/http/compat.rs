@@ -2,23 +2,23 @@
 //! (../shared/COMPAT.md §1): 409 on a duplicate `job_id`, 404 on an unknown id, `run_now` with one
 //! attempt and 502/503/504, 4xx for every client mistake.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{delete, get, post};
-use schedulezero_core::run::AttemptOutcome;
+use schedulezero_core::run::{AttemptOutcome, RunState};
 use schedulezero_core::schedule::Target;
 use schedulezero_core::time::format_in_zone;
 use schedulezero_core::trigger::Trigger;
 use schedulezero_engine::ScheduleSpec;
-use schedulezero_store::ScheduleFilter;
+use schedulezero_store::{RunFilter, ScheduleFilter};
 use serde_json::{Map, Value, json};
 
 use super::{ApiError, AppState};
@@ -35,6 +35,189 @@ pub(super) fn routes() -> Router<Arc<AppState>> {
         .route("/api/run_now", post(run_now))
         .route("/api/schedules", get(schedules))
         .route("/api/schedules/{id}", delete(remove))
+        .route("/api/executions", get(executions))
+        .route("/api/executions/errors", get(execution_errors))
+        .route("/api/executions/stats", get(execution_stats))
+        .route("/api/executions/clear", post(clear_executions))
+}
+
+/// Run states that are executions in the original's sense (missed, skipped and not yet started
+/// runs are in the native run history, not here).
+const EXECUTED: [RunState; 7] = [
+    RunState::Running,
+    RunState::Retrying,
+    RunState::Succeeded,
+    RunState::Failed,
+    RunState::TimedOut,
+    RunState::Cancelled,
+    RunState::Interrupted,
+];
+const ERRORS: [RunState; 4] =
+    [RunState::Failed, RunState::TimedOut, RunState::Cancelled, RunState::Interrupted];
+
+type QueryParams = Result<Query<HashMap<String, String>>, QueryRejection>;
+
+fn query_of(q: QueryParams) -> Result<HashMap<String, String>, ApiError> {
+    q.map(|Query(m)| m).map_err(|e| ApiError::bad_request(format!("bad query string: {e}")))
+}
+
+fn limit_of(q: &HashMap<String, String>, default: u32, max: u32) -> Result<u32, ApiError> {
+    match q.get("limit") {
+        None => Ok(default),
+        Some(v) => v
+            .trim()
+            .parse::<u32>()
+            .map(|n| n.clamp(1, max))
+            .map_err(|_| ApiError::bad_request(format!("'limit' must be a whole number, got '{v}'"))),
+    }
+}
+
+/// `GET /api/executions?limit&handler_id&job_id&status`, newest first.
+async fn executions(State(s): St, q: QueryParams) -> Result<Response, ApiError> {
+    let q = query_of(q)?;
+    let limit = limit_of(&q, 100, 1000)?;
+    let states: Vec<RunState> = match q.get("status").map(String::as_str) {
+        None | Some("") => EXECUTED.to_vec(),
+        Some("success") => vec![RunState::Succeeded],
+        Some("error") => ERRORS.to_vec(),
+        Some("running") => vec![RunState::Running],
+        Some("retry") => vec![RunState::Retrying],
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "'status' must be success, error, running or retry, got '{other}'"
+            )));
+        }
+    };
+    let filter =
+        RunFilter { states, limit, handler_id: q.get("handler_id").cloned(), ..RunFilter::default() };
+    let records = match q.get("job_id") {
+        None => records(&s, &filter).await?,
+        Some(job) => {
+            // Every schedule that has had this name: deleted and fired ones keep their history.
+            let named = ScheduleFilter {
+                name_contains: Some(job.clone()),
+                include_finished: true,
+                ..Default::default()
+            };
+            let mut all = Vec::new();
+            for sc in s.engine.list_schedules(&named).await?.into_iter().filter(|sc| sc.name == *job) {
+                all.extend(records(&s, &RunFilter { schedule_id: Some(sc.id), ..filter.clone() }).await?);
+            }
+            all.sort_by(|a, b| b["scheduled_for"].as_str().cmp(&a["scheduled_for"].as_str()));
+            all.truncate(limit as usize);
+            all
+        }
+    };
+    Ok(axum::Json(json!({"count": records.len(), "limit": limit, "records": records})).into_response())
+}
+
+/// `GET /api/executions/errors?limit`.
+async fn execution_errors(State(s): St, q: QueryParams) -> Result<Response, ApiError> {
+    let q = query_of(q)?;
+    let limit = limit_of(&q, 50, 500)?;
+    let filter = RunFilter { states: ERRORS.to_vec(), limit, ..RunFilter::default() };
+    let errors = records(&s, &filter).await?;
+    Ok(axum::Json(json!({"count": errors.len(), "limit": limit, "errors": errors})).into_response())
+}
+
+/// `GET /api/executions/stats`, summed by the store.
+async fn execution_stats(State(s): St) -> Result<Response, ApiError> {
+    let counts = s.engine.store().run_counts().await.map_err(schedulezero_engine::EngineError::from)?;
+    let (mut total, mut success, mut error, mut running, mut finished, mut duration) =
+        (0u64, 0u64, 0u64, 0u64, 0u64, 0i64);
+    let mut by_handler: BTreeMap<String, (u64, u64, u64)> = BTreeMap::new();
+    for c in counts.iter().filter(|c| EXECUTED.contains(&c.state)) {
+        total += c.runs;
+        let h = by_handler.entry(c.handler_id.clone()).or_default();
+        h.0 += c.runs;
+        match c.state.compat_status() {
+            "success" => {
+                success += c.runs;
+                h.1 += c.runs;
+            }
+            "error" => {
+                error += c.runs;
+                h.2 += c.runs;
+            }
+            _ => running += c.runs,
+        }
+        if c.state.is_terminal() {
+            finished += c.runs;
+            duration += c.total_duration_ms;
+        }
+    }
+    let rate = if success + error > 0 { 100.0 * success as f64 / (success + error) as f64 } else { 0.0 };
+    let avg = if finished > 0 { duration as f64 / finished as f64 } else { 0.0 };
+    let by_handler: Map<String, Value> = by_handler
+        .into_iter()
+        .map(|(h, (t, ok, err))| (h, json!({"total": t, "success": ok, "error": err})))
+        .collect();
+    Ok(axum::Json(json!({
+        "total_executions": total,
+        "success_count": success,
+        "error_count": error,
+        "running_count": running,
+        "success_rate": (rate * 100.0).round() / 100.0,
+        "avg_duration_ms": (avg * 10.0).round() / 10.0,
+        "by_handler": by_handler,
+    }))
+    .into_response())
+}
+
+/// `POST /api/executions/clear`: every finished run's record (runs still active stay).
+async fn clear_executions(State(s): St) -> Result<Response, ApiError> {
+    let forever = s.engine.clock().now() + chrono::TimeDelta::days(36_500);
+    let removed =
+        s.engine.store().purge_history(forever).await.map_err(schedulezero_engine::EngineError::from)?;
+    Ok(axum::Json(json!({"status": "success", "message": "Execution history cleared", "removed": removed}))
+        .into_response())
+}
+
+/// Execution records in the original's shape, plus our run id, slot time and lateness.
+async fn records(s: &AppState, filter: &RunFilter) -> Result<Vec<Value>, ApiError> {
+    let runs = s.engine.store().list_runs(filter).await.map_err(schedulezero_engine::EngineError::from)?;
+    let mut names: HashMap<uuid::Uuid, String> = HashMap::new();
+    for id in runs.iter().filter_map(|r| r.schedule_id) {
+        if let std::collections::hash_map::Entry::Vacant(e) = names.entry(id)
+            && let Some(sc) = s.engine.get_schedule(id).await?
+        {
+            e.insert(sc.name);
+        }
+    }
+    Ok(runs
+        .iter()
+        .map(|r| {
+            let duration = match (r.started_at, r.finished_at) {
+                (Some(a), Some(b)) => Some((b - a).num_milliseconds()),
+                _ => None,
+            };
+            let mut summary = r.target.params.to_string();
+            if summary.len() > 200 {
+                let cut = (0..=200).rev().find(|i| summary.is_char_boundary(*i)).unwrap_or(0);
+                summary.truncate(cut);
+                summary.push('…');
+            }
+            json!({
+                "job_id": r.schedule_id.and_then(|id| names.get(&id).cloned()).unwrap_or_else(|| r.id.to_string()),
+                "run_id": r.id,
+                "schedule_id": r.schedule_id,
+                "handler_id": r.target.handler_id,
+                "method_name": r.target.method,
+                "scheduled_for": r.scheduled_for.to_rfc3339(),
+                "started_at": r.started_at.map(|t| t.to_rfc3339()),
+                "completed_at": r.finished_at.map(|t| t.to_rfc3339()),
+                "duration_ms": duration,
+                "lateness_ms": r.started_at.map(|t| (t - r.scheduled_for).num_milliseconds()),
+                "status": r.state.compat_status(),
+                "state": r.state.as_str(),
+                "result": r.result,
+                "error": r.error,
+                "attempt_number": r.attempt,
+                "max_attempts": r.max_attempts,
+                "params_summary": summary,
+            })
+        })
+        .collect())
 }
 
 async fn index(State(s): St) -> Html<String> {

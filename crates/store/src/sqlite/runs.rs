@@ -14,7 +14,7 @@ use super::codec::{
     run_state, u32_col,
 };
 use super::{LEASE_TTL, SqliteStore, batch};
-use crate::{AttemptEnd, AttemptStart, Dispatch, Recovery, RunFilter, StoreError, StoreResult};
+use crate::{AttemptEnd, AttemptStart, Dispatch, Recovery, RunCount, RunFilter, StoreError, StoreResult};
 
 /// Runs deleted per transaction by `purge_history`, so other writers get the lock in between.
 const PURGE_BATCH: i64 = 2_000;
@@ -576,6 +576,31 @@ pub(super) async fn cancel(store: &SqliteStore, run: RunId, now: Timestamp) -> S
     }
     tx.commit().await.map_err(db_err(ctx))?;
     Ok(RunState::Cancelled)
+}
+
+pub(super) async fn counts(store: &SqliteStore) -> StoreResult<Vec<RunCount>> {
+    let rows = sqlx::query(
+        "SELECT handler_id, state, count(*) AS runs, \
+                coalesce(sum(CASE WHEN finished_at IS NOT NULL AND started_at IS NOT NULL \
+                                  THEN finished_at - started_at ELSE 0 END), 0) AS total_ms \
+         FROM runs GROUP BY handler_id, state ORDER BY handler_id, state",
+    )
+    .fetch_all(&store.reader)
+    .await
+    .map_err(db_err("cannot count runs"))?;
+    rows.iter()
+        .map(|row| {
+            let state: String = get(row, "state")?;
+            let runs: i64 = get(row, "runs")?;
+            Ok(RunCount {
+                handler_id: get(row, "handler_id")?,
+                state: RunState::parse(&state)
+                    .ok_or_else(|| StoreError::Corrupt(format!("unknown run state '{state}'")))?,
+                runs: u64::try_from(runs).unwrap_or(0),
+                total_duration_ms: get(row, "total_ms")?,
+            })
+        })
+        .collect()
 }
 
 pub(super) async fn purge_history(store: &SqliteStore, before: Timestamp) -> StoreResult<u64> {
