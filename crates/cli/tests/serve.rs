@@ -99,11 +99,16 @@ fn serve_any_port(root: &Path) -> (Proc, String) {
 
 /// One HTTP/1.1 request over a plain TCP socket: (status, JSON body or the raw text as a string).
 fn http(addr: &str, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
+    http_with(addr, method, path, body, &format!("Host: {addr}"))
+}
+
+/// The same, with the given header lines (the `Host` one included).
+fn http_with(addr: &str, method: &str, path: &str, body: Option<&str>, headers: &str) -> (u16, Value) {
     let mut s = TcpStream::connect(addr).expect("connects");
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     let body = body.unwrap_or("");
     let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\n{headers}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     s.write_all(req.as_bytes()).unwrap();
@@ -132,6 +137,18 @@ fn serve_publishes_its_addresses_answers_and_stops_cleanly_on_sigterm() {
     let (status, page) = http(&addr, "GET", "/", None);
     assert_eq!(status, 200);
     assert!(page.as_str().unwrap().contains("<html"));
+
+    // Hygiene: a page elsewhere cannot drive it (DNS rebinding, cross-origin POST); scripts can.
+    let (status, err) = http_with(&addr, "GET", "/api/health", None, "Host: evil.example:8888");
+    assert_eq!(status, 403, "{err}");
+    assert!(err["error"]["message"].as_str().unwrap().contains("Host"), "{err}");
+    let cross = format!("Host: {addr}\r\nOrigin: http://evil.example");
+    let (status, err) = http_with(&addr, "POST", "/api/executions/clear", None, &cross);
+    assert_eq!(status, 403, "{err}");
+    let same = format!("Host: {addr}\r\nOrigin: http://{addr}");
+    assert_eq!(http_with(&addr, "POST", "/api/executions/clear", None, &same).0, 200);
+    assert_eq!(http_with(&addr, "GET", "/api/health", None, &cross).0, 200, "reads are not refused");
+    assert_eq!(http_with(&addr, "GET", "/api/health", None, "Host: localhost").0, 200);
 
     p.term();
     let (code, lines) = p.wait_exit(Duration::from_secs(30));
@@ -331,4 +348,43 @@ fn the_compat_api_schedules_and_runs_jobs_on_a_version_1_handler() {
 
     server.term();
     assert_eq!(server.wait_exit(Duration::from_secs(30)).0, 0);
+}
+
+#[test]
+fn schedules_and_history_survive_a_restart() {
+    let root = tempfile::tempdir().unwrap();
+    let (mut server, addr) = serve_any_port(root.path());
+    let runtime: Value = serde_json::from_slice(&std::fs::read(runtime_file(root.path())).unwrap()).unwrap();
+    let log = root.path().join("calls.log");
+    let mut handler = v1_handler(runtime["zmq"].as_str().unwrap(), "legacy", &log);
+    handler.wait_line("registered ", Duration::from_secs(30));
+    let later = r#"{"handler_id":"legacy","job_method":"echo","trigger":{"type":"date","run_date":"2099-01-01T00:00:00Z"},"job_id":"later"}"#;
+    assert_eq!(http(&addr, "POST", "/api/schedule", Some(later)).0, 201);
+    let cron = r#"{"handler_id":"legacy","job_method":"echo","trigger":{"type":"cron","hour":"3","minute":"0"},"job_id":"nightly"}"#;
+    assert_eq!(http(&addr, "POST", "/api/schedule", Some(cron)).0, 201);
+    assert_eq!(
+        http(&addr, "POST", "/api/run_now", Some(r#"{"handler_id":"legacy","job_method":"echo"}"#)).0,
+        200
+    );
+    let before = http(&addr, "GET", "/api/schedules", None).1;
+    // The run-now record is committed in the recorder's next batch: wait for it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while http(&addr, "GET", "/api/executions", None).1["count"] != 1 {
+        assert!(Instant::now() < deadline, "run recorded");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    server.term();
+    assert_eq!(server.wait_exit(Duration::from_secs(30)).0, 0);
+
+    let (mut again, addr) = serve_any_port(root.path());
+    let after = http(&addr, "GET", "/api/schedules", None).1;
+    assert_eq!(after["count"], 2);
+    assert_eq!(before["schedules"], after["schedules"], "same schedules, same next fire times");
+    let history = http(&addr, "GET", "/api/executions", None).1;
+    assert_eq!(history["count"], 1);
+    assert_eq!(history["records"][0]["status"], "success");
+    let handlers = http(&addr, "GET", "/api/handlers", None).1;
+    assert_eq!(handlers["handlers"][0]["id"], "legacy", "the registration is remembered: {handlers}");
+    again.term();
+    assert_eq!(again.wait_exit(Duration::from_secs(30)).0, 0);
 }

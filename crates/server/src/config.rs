@@ -38,6 +38,10 @@ pub struct ServerConfig {
     pub instance_name: String,
     pub description: String,
     pub admin_contact: String,
+    /// Host names accepted in the `Host` header besides the loopback ones (DNS-rebinding guard).
+    pub allowed_hosts: Vec<String>,
+    /// Origins (`https://app.example`) allowed to send mutating requests from a browser.
+    pub allowed_origins: Vec<String>,
 }
 
 /// Settings given on the command line (each wins over the file and the environment).
@@ -84,6 +88,8 @@ struct FileServer {
     instance_name: Option<String>,
     description: Option<String>,
     admin_contact: Option<String>,
+    allowed_hosts: Option<Vec<String>>,
+    allowed_origins: Option<Vec<String>>,
 }
 
 impl ServerConfig {
@@ -120,6 +126,8 @@ impl ServerConfig {
             instance_name: file.instance_name.unwrap_or_else(|| format!("ScheduleZero ({name})")),
             description: file.description.unwrap_or_default(),
             admin_contact: file.admin_contact.unwrap_or_default(),
+            allowed_hosts: file.allowed_hosts.unwrap_or_default(),
+            allowed_origins: file.allowed_origins.unwrap_or_default(),
             deployment,
         };
 

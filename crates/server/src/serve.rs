@@ -163,7 +163,12 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
         description: config.description.clone(),
         admin_contact: config.admin_contact.clone(),
     });
-    let app = http::router(state);
+    let guard = http::Guard {
+        loopback: http_addr.ip().is_loopback(),
+        hosts: config.allowed_hosts.clone(),
+        origins: config.allowed_origins.clone(),
+    };
+    let app = http::router(state, guard);
     let server = axum::serve(listener, app).with_graceful_shutdown(stop_signal());
     if let Err(e) = server.await {
         tracing::error!(error = %e, "the HTTP server failed");

@@ -3,6 +3,7 @@
 
 mod compat;
 mod error;
+mod hygiene;
 
 use std::sync::Arc;
 
@@ -12,6 +13,7 @@ use axum::http::StatusCode;
 use schedulezero_engine::Engine;
 
 pub(crate) use error::ApiError;
+pub(crate) use hygiene::Guard;
 
 /// Largest request body accepted.
 pub(crate) const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -25,12 +27,13 @@ pub(crate) struct AppState {
     pub admin_contact: String,
 }
 
-pub(crate) fn router(state: Arc<AppState>) -> Router {
+pub(crate) fn router(state: Arc<AppState>, guard: hygiene::Guard) -> Router {
     compat::routes()
         .fallback(|| async { ApiError::not_found("no such route; see GET / for what this server offers") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "this route does not take that method")
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(Arc::new(guard), hygiene::check))
         .with_state(state)
 }
