@@ -388,3 +388,48 @@ fn schedules_and_history_survive_a_restart() {
     again.term();
     assert_eq!(again.wait_exit(Duration::from_secs(30)).0, 0);
 }
+
+#[test]
+fn events_stream_live_and_end_when_the_server_stops() {
+    let root = tempfile::tempdir().unwrap();
+    let (mut server, addr) = serve_any_port(root.path());
+    assert_eq!(http(&addr, "GET", "/api/ready", None), (200, json!({"ready": true})));
+    let mut stream = TcpStream::connect(&addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(stream, "GET /api/events HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n").unwrap();
+    let (tx, rx) = mpsc::channel::<String>();
+    let reader = stream.try_clone().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(reader).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let runtime: Value = serde_json::from_slice(&std::fs::read(runtime_file(root.path())).unwrap()).unwrap();
+    let mut handler = v1_handler(runtime["zmq"].as_str().unwrap(), "legacy", &root.path().join("calls.log"));
+    handler.wait_line("registered ", Duration::from_secs(30));
+    let wait_for = |marker: &str| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) if line.contains(marker) => return line,
+                Ok(_) => {}
+                Err(_) => panic!("no '{marker}' on the event stream"),
+            }
+        }
+    };
+    assert_eq!(wait_for("event: "), "event: handler_up");
+    assert!(wait_for("data: ").contains("\"handler_id\":\"legacy\""));
+    assert_eq!(
+        http(&addr, "POST", "/api/run_now", Some(r#"{"handler_id":"legacy","job_method":"echo"}"#)).0,
+        200
+    );
+    wait_for("event: run_started");
+    wait_for("event: run_finished");
+
+    // A client still listening does not hold the server up: the stream ends, the server exits 0.
+    server.term();
+    assert_eq!(server.wait_exit(Duration::from_secs(30)).0, 0);
+}

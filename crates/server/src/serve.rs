@@ -156,12 +156,14 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
     println!("  handlers  {}", runtime.zmq);
     println!("  store     {}", runtime.database);
 
+    let stopping = tokio_util::sync::CancellationToken::new();
     let state = Arc::new(AppState {
         engine: engine.clone(),
         deployment: deployment.name().to_string(),
         instance_name: config.instance_name.clone(),
         description: config.description.clone(),
         admin_contact: config.admin_contact.clone(),
+        stopping: stopping.clone(),
     });
     let guard = http::Guard {
         loopback: http_addr.ip().is_loopback(),
@@ -169,7 +171,11 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
         origins: config.allowed_origins.clone(),
     };
     let app = http::router(state, guard);
-    let server = axum::serve(listener, app).with_graceful_shutdown(stop_signal());
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        stop_signal().await;
+        // Event streams end now; other requests in progress finish.
+        stopping.cancel();
+    });
     if let Err(e) = server.await {
         tracing::error!(error = %e, "the HTTP server failed");
     }

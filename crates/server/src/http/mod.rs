@@ -3,6 +3,7 @@
 
 mod compat;
 mod error;
+mod events;
 mod hygiene;
 
 use std::sync::Arc;
@@ -25,10 +26,13 @@ pub(crate) struct AppState {
     pub instance_name: String,
     pub description: String,
     pub admin_contact: String,
+    /// Cancelled when the server stops: long-lived responses (event streams) end with it.
+    pub stopping: tokio_util::sync::CancellationToken,
 }
 
 pub(crate) fn router(state: Arc<AppState>, guard: hygiene::Guard) -> Router {
     compat::routes()
+        .merge(events::routes())
         .fallback(|| async { ApiError::not_found("no such route; see GET / for what this server offers") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "this route does not take that method")
