@@ -224,14 +224,21 @@ fn v1_handler(endpoint: &str, handler_id: &str, log: &Path) -> Proc {
     Proc::spawn(cmd)
 }
 
+/// A server on free ports and the version-1 handler `legacy` registered with it (its calls are
+/// logged to `root/calls.log`).
+fn serve_with_v1_handler(root: &Path) -> (Proc, String, Proc) {
+    let (server, addr) = serve_any_port(root);
+    let runtime: Value = serde_json::from_slice(&std::fs::read(runtime_file(root)).unwrap()).unwrap();
+    let mut handler = v1_handler(runtime["zmq"].as_str().unwrap(), "legacy", &root.join("calls.log"));
+    handler.wait_line("registered ", Duration::from_secs(30));
+    (server, addr, handler)
+}
+
 #[test]
 fn the_compat_api_schedules_and_runs_jobs_on_a_version_1_handler() {
     let root = tempfile::tempdir().unwrap();
-    let (mut server, addr) = serve_any_port(root.path());
-    let runtime: Value = serde_json::from_slice(&std::fs::read(runtime_file(root.path())).unwrap()).unwrap();
+    let (mut server, addr, mut handler) = serve_with_v1_handler(root.path());
     let log = root.path().join("calls.log");
-    let mut handler = v1_handler(runtime["zmq"].as_str().unwrap(), "legacy", &log);
-    handler.wait_line("registered ", Duration::from_secs(30));
 
     let (status, handlers) = http(&addr, "GET", "/api/handlers", None);
     assert_eq!(status, 200);
@@ -353,11 +360,7 @@ fn the_compat_api_schedules_and_runs_jobs_on_a_version_1_handler() {
 #[test]
 fn schedules_and_history_survive_a_restart() {
     let root = tempfile::tempdir().unwrap();
-    let (mut server, addr) = serve_any_port(root.path());
-    let runtime: Value = serde_json::from_slice(&std::fs::read(runtime_file(root.path())).unwrap()).unwrap();
-    let log = root.path().join("calls.log");
-    let mut handler = v1_handler(runtime["zmq"].as_str().unwrap(), "legacy", &log);
-    handler.wait_line("registered ", Duration::from_secs(30));
+    let (mut server, addr, _handler) = serve_with_v1_handler(root.path());
     let later = r#"{"handler_id":"legacy","job_method":"echo","trigger":{"type":"date","run_date":"2099-01-01T00:00:00Z"},"job_id":"later"}"#;
     assert_eq!(http(&addr, "POST", "/api/schedule", Some(later)).0, 201);
     let cron = r#"{"handler_id":"legacy","job_method":"echo","trigger":{"type":"cron","hour":"3","minute":"0"},"job_id":"nightly"}"#;

@@ -962,8 +962,9 @@ pub async fn delete_schedule_cancels_waiting_runs_and_keeps_history(store: Arc<d
 
 // --- history ---
 
-pub async fn run_counts_sum_runs_and_durations_by_handler_and_state(store: Arc<dyn Store>) {
-    let run = |handler: &str, state, started: Option<i64>, finished: Option<i64>| Run {
+/// A "run now" run of `handler` in `state`, attempt 1 started at 1 s.
+fn lone_run(handler: &str, state: RunState) -> Run {
+    Run {
         id: Uuid::now_v7(),
         schedule_id: None,
         scheduled_for: at(1),
@@ -973,11 +974,19 @@ pub async fn run_counts_sum_runs_and_durations_by_handler_and_state(store: Arc<d
         max_attempts: 1,
         target: target(handler),
         created_at: at(1),
-        started_at: started.map(at_ms),
-        finished_at: finished.map(at_ms),
+        started_at: Some(at(1)),
+        finished_at: None,
         result: None,
         error: None,
         slot_count: 1,
+    }
+}
+
+pub async fn run_counts_sum_runs_and_durations_by_handler_and_state(store: Arc<dyn Store>) {
+    let run = |handler: &str, state, started: Option<i64>, finished: Option<i64>| Run {
+        started_at: started.map(at_ms),
+        finished_at: finished.map(at_ms),
+        ..lone_run(handler, state)
     };
     assert!(store.run_counts().await.expect("counts").is_empty());
     store
@@ -998,22 +1007,7 @@ pub async fn run_counts_sum_runs_and_durations_by_handler_and_state(store: Arc<d
 }
 
 pub async fn insert_runs_stores_a_batch_and_is_idempotent(store: Arc<dyn Store>) {
-    let run = |state| Run {
-        id: Uuid::now_v7(),
-        schedule_id: None,
-        scheduled_for: at(1),
-        dispatch_at: None,
-        state,
-        attempt: 1,
-        max_attempts: 1,
-        target: target("h"),
-        created_at: at(1),
-        started_at: Some(at(1)),
-        finished_at: None,
-        result: None,
-        error: None,
-        slot_count: 1,
-    };
+    let run = |state| lone_run("h", state);
     let batch: Vec<Run> = (0..3).map(|_| run(RunState::Running)).collect();
     store.insert_runs(&batch).await.expect("insert batch");
     for r in &batch {
