@@ -227,21 +227,7 @@ impl Engine {
     }
 
     async fn persist_instance(&self, i: &Instance) -> Result<(), EngineError> {
-        let record = HandlerInstance {
-            handler_id: i.handler_id.clone(),
-            instance_id: i.instance_id.clone(),
-            protocol: i.protocol.clone(),
-            address: i.address.clone(),
-            methods: i.methods.iter().cloned().collect(),
-            capacity: i.capacity,
-            connected: i.is_connected(),
-            registered_at: i.registered_at,
-            last_seen: i.last_seen(),
-            successes: i.successes(),
-            failures: i.failures(),
-            meta: serde_json::Value::Object(Default::default()),
-        };
-        self.shared.store.upsert_handler_instance(&record).await?;
+        self.shared.store.upsert_handler_instance(&i.record()).await?;
         Ok(())
     }
 

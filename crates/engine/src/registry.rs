@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use schedulezero_core::Timestamp;
+use schedulezero_store::HandlerInstance;
 
 use crate::link::Link;
 
@@ -104,6 +105,24 @@ impl Instance {
 
     pub fn failures(&self) -> u64 {
         self.failures.load(Ordering::Relaxed)
+    }
+
+    /// The instance as the store keeps it (and as the API shows a remembered one).
+    pub fn record(&self) -> HandlerInstance {
+        HandlerInstance {
+            handler_id: self.handler_id.clone(),
+            instance_id: self.instance_id.clone(),
+            protocol: self.protocol.clone(),
+            address: self.address.clone(),
+            methods: self.methods.iter().cloned().collect(),
+            capacity: self.capacity,
+            connected: self.is_connected(),
+            registered_at: self.registered_at,
+            last_seen: self.last_seen(),
+            successes: self.successes(),
+            failures: self.failures(),
+            meta: serde_json::Value::Object(Default::default()),
+        }
     }
 
     /// Records that the instance showed signs of life.

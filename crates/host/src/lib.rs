@@ -12,6 +12,6 @@ pub mod pidfile;
 pub mod ports;
 pub mod process;
 
-pub use pidfile::{PidFile, PidFileError, PidRecord, PidStatus};
+pub use pidfile::{PidFile, PidFileError, PidRecord, PidStatus, write_atomically};
 pub use ports::{PortHolder, port_holders};
 pub use process::ProcessInfo;

@@ -106,15 +106,9 @@ impl PidFile {
     /// Writes a record (for a child started by a supervisor), atomically: a reader sees the old
     /// file or the new one, never half of one.
     pub fn write(&self, record: &PidRecord) -> Result<(), PidFileError> {
-        let io = |source| PidFileError::Io { path: self.path.clone(), source };
-        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(io)?;
-        }
-        let tmp = self.path.with_extension(format!("tmp.{}", std::process::id()));
         let body = serde_json::to_vec(record).unwrap_or_default();
-        let mut f = std::fs::File::create(&tmp).map_err(io)?;
-        f.write_all(&body).and_then(|_| f.sync_all()).map_err(io)?;
-        std::fs::rename(&tmp, &self.path).map_err(io)
+        write_atomically(&self.path, &body)
+            .map_err(|source| PidFileError::Io { path: self.path.clone(), source })
     }
 
     /// Removes the file if it is stale; returns what it was.
@@ -125,6 +119,18 @@ impl PidFile {
         }
         status
     }
+}
+
+/// Writes a file so readers see the old content or the new, never half of it: a temporary file
+/// beside it, synced, then renamed over it. Creates the parent directory.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes).and_then(|_| f.sync_all())?;
+    std::fs::rename(&tmp, path)
 }
 
 impl PidGuard {

@@ -70,9 +70,9 @@ impl Deployment {
 
     /// Publishes the bound addresses (atomically: readers see the old file or the new one).
     pub fn write_runtime(&self, runtime: &Runtime) -> std::io::Result<()> {
-        std::fs::create_dir_all(self.run_dir())?;
-        let tmp = self.runtime_file().with_extension("json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(runtime).unwrap_or_default())?;
-        std::fs::rename(tmp, self.runtime_file())
+        schedulezero_host::write_atomically(
+            &self.runtime_file(),
+            &serde_json::to_vec_pretty(runtime).unwrap_or_default(),
+        )
     }
 }

@@ -74,14 +74,12 @@ impl Link for NativeLink {
             params: call.params,
             deadline_ms: u64::try_from(call.deadline.as_millis()).unwrap_or(u64::MAX),
         });
-        let [sig, body] = native::encode(&msg);
-        self.outbox.send(&[&self.peer(), &sig, &body]);
+        self.outbox.send_native(&self.peer(), &msg);
         rx.await.unwrap_or_else(|_| Err(LinkError::Disconnected("the transport stopped".into())))
     }
 
     async fn cancel(&self, run_id: RunId, attempt: u32) {
-        let [sig, body] = native::encode(&FromServer::Cancel { run_id, attempt });
-        self.outbox.send(&[&self.peer(), &sig, &body]);
+        self.outbox.send_native(&self.peer(), &FromServer::Cancel { run_id, attempt });
     }
 }
 
@@ -298,8 +296,7 @@ impl NativeSessions {
     }
 
     fn send(&self, peer: &[u8], msg: &FromServer) {
-        let [sig, body] = native::encode(msg);
-        self.outbox.send(&[peer, &sig, &body]);
+        self.outbox.send_native(peer, msg);
     }
 }
 

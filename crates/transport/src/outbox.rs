@@ -28,6 +28,12 @@ impl Outbox {
         }
     }
 
+    /// Queues a native message for a peer.
+    pub fn send_native(&self, peer: &[u8], msg: &schedulezero_protocol::native::FromServer) {
+        let [sig, body] = schedulezero_protocol::native::encode(msg);
+        self.send(&[peer, &sig, &body]);
+    }
+
     pub fn stop(&self) {
         self.send(&[STOP]);
     }

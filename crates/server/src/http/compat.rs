@@ -18,7 +18,7 @@ use schedulezero_core::schedule::Target;
 use schedulezero_core::time::format_in_zone;
 use schedulezero_core::trigger::Trigger;
 use schedulezero_engine::ScheduleSpec;
-use schedulezero_store::{RunFilter, ScheduleFilter};
+use schedulezero_store::{HandlerInstance, RunFilter, ScheduleFilter};
 use serde_json::{Map, Value, json};
 
 use super::{ApiError, AppState};
@@ -122,7 +122,7 @@ async fn execution_errors(State(s): St, q: QueryParams) -> Result<Response, ApiE
 
 /// `GET /api/executions/stats`, summed by the store.
 async fn execution_stats(State(s): St) -> Result<Response, ApiError> {
-    let counts = s.engine.store().run_counts().await.map_err(schedulezero_engine::EngineError::from)?;
+    let counts = s.engine.store().run_counts().await?;
     let (mut total, mut success, mut error, mut running, mut finished, mut duration) =
         (0u64, 0u64, 0u64, 0u64, 0u64, 0i64);
     let mut by_handler: BTreeMap<String, (u64, u64, u64)> = BTreeMap::new();
@@ -167,15 +167,14 @@ async fn execution_stats(State(s): St) -> Result<Response, ApiError> {
 /// `POST /api/executions/clear`: every finished run's record (runs still active stay).
 async fn clear_executions(State(s): St) -> Result<Response, ApiError> {
     let forever = s.engine.clock().now() + chrono::TimeDelta::days(36_500);
-    let removed =
-        s.engine.store().purge_history(forever).await.map_err(schedulezero_engine::EngineError::from)?;
+    let removed = s.engine.store().purge_history(forever).await?;
     Ok(axum::Json(json!({"status": "success", "message": "Execution history cleared", "removed": removed}))
         .into_response())
 }
 
 /// Execution records in the original's shape, plus our run id, slot time and lateness.
 async fn records(s: &AppState, filter: &RunFilter) -> Result<Vec<Value>, ApiError> {
-    let runs = s.engine.store().list_runs(filter).await.map_err(schedulezero_engine::EngineError::from)?;
+    let runs = s.engine.store().list_runs(filter).await?;
     let mut names: HashMap<uuid::Uuid, String> = HashMap::new();
     for id in runs.iter().filter_map(|r| r.schedule_id) {
         if let std::collections::hash_map::Entry::Vacant(e) = names.entry(id)
@@ -221,7 +220,7 @@ async fn records(s: &AppState, filter: &RunFilter) -> Result<Vec<Value>, ApiErro
 }
 
 async fn index(State(s): St) -> Html<String> {
-    let connected = s.engine.registry().instances().iter().filter(|i| i.is_connected()).count();
+    let connected = connected_instances(&s);
     Html(format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{name}</title></head>\
          <body><h1>{name}</h1><p>Running; {connected} handler instance(s) connected.</p>\
@@ -232,7 +231,7 @@ async fn index(State(s): St) -> Html<String> {
 }
 
 async fn health(State(s): St) -> Response {
-    let connected = s.engine.registry().instances().iter().filter(|i| i.is_connected()).count();
+    let connected = connected_instances(&s);
     axum::Json(json!({
         "status": "ok",
         "service": "ScheduleZero",
@@ -259,37 +258,21 @@ async fn handlers(State(s): St) -> Result<Response, ApiError> {
     let mut by_id: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     let live = s.engine.registry().instances();
     for i in &live {
-        by_id.entry(i.handler_id.clone()).or_default().push(json!({
-            "instance_id": i.instance_id,
-            "protocol": i.protocol,
-            "address": i.address,
-            "status": if i.is_connected() { if i.is_draining() { "Draining" } else { "Connected" } } else { "Disconnected" },
-            "methods": i.methods,
-            "capacity": i.capacity,
-            "in_flight": i.in_flight(),
-            "last_seen": i.last_seen().to_rfc3339(),
-            "registered_at": i.registered_at.to_rfc3339(),
-            "success_count": i.successes(),
-            "failure_count": i.failures(),
-        }));
+        let status = match (i.is_connected(), i.is_draining()) {
+            (true, false) => "Connected",
+            (true, true) => "Draining",
+            (false, _) => "Disconnected",
+        };
+        by_id.entry(i.handler_id.clone()).or_default().push(instance_json(
+            &i.record(),
+            status,
+            i.in_flight(),
+        ));
     }
     for r in s.engine.known_instances().await? {
-        if live.iter().any(|i| i.handler_id == r.handler_id && i.instance_id == r.instance_id) {
-            continue;
+        if !live.iter().any(|i| i.handler_id == r.handler_id && i.instance_id == r.instance_id) {
+            by_id.entry(r.handler_id.clone()).or_default().push(instance_json(&r, "Disconnected", 0));
         }
-        by_id.entry(r.handler_id.clone()).or_default().push(json!({
-            "instance_id": r.instance_id,
-            "protocol": r.protocol,
-            "address": r.address,
-            "status": "Disconnected",
-            "methods": r.methods,
-            "capacity": r.capacity,
-            "in_flight": 0,
-            "last_seen": r.last_seen.to_rfc3339(),
-            "registered_at": r.registered_at.to_rfc3339(),
-            "success_count": r.successes,
-            "failure_count": r.failures,
-        }));
     }
     let handlers: Vec<Value> = by_id
         .into_iter()
@@ -318,6 +301,26 @@ async fn handlers(State(s): St) -> Result<Response, ApiError> {
         })
         .collect();
     Ok(axum::Json(json!({"handlers": handlers, "count": handlers.len()})).into_response())
+}
+
+fn instance_json(r: &HandlerInstance, status: &str, in_flight: u32) -> Value {
+    json!({
+        "instance_id": r.instance_id,
+        "protocol": r.protocol,
+        "address": r.address,
+        "status": status,
+        "methods": r.methods,
+        "capacity": r.capacity,
+        "in_flight": in_flight,
+        "last_seen": r.last_seen.to_rfc3339(),
+        "registered_at": r.registered_at.to_rfc3339(),
+        "success_count": r.successes,
+        "failure_count": r.failures,
+    })
+}
+
+fn connected_instances(s: &AppState) -> usize {
+    s.engine.registry().instances().iter().filter(|i| i.is_connected()).count()
 }
 
 /// `POST /api/schedule`.
