@@ -7,8 +7,8 @@ use anyhow::{Context, Result, bail};
 use chrono_tz::Tz;
 use clap::Subcommand;
 use schedulezero_core::clock::{Clock, SystemClock};
-use schedulezero_core::time::{format_in_zone, parse_timestamp};
-use schedulezero_core::trigger::{ParseContext, parse_input};
+use schedulezero_core::time::format_in_zone;
+use schedulezero_core::trigger::{ParseContext, parse_input, preview};
 use serde_json::json;
 
 #[derive(Subcommand)]
@@ -60,11 +60,7 @@ fn next(input: &str, tz: Option<String>, after: Option<String>, count: usize, as
     let now = SystemClock.now();
     let ctx = ParseContext { now, local_zone };
     let trigger = parse_input(input, zone, &ctx)?;
-    let after = match after {
-        Some(text) => parse_timestamp("after", &text, trigger.zone()).context("--after")?,
-        None => now - chrono::TimeDelta::milliseconds(1),
-    };
-    let fires = trigger.upcoming(after, count);
+    let fires = preview(&trigger, after.as_deref(), count, now).context("--after")?;
     let shown: Vec<String> = fires.iter().map(|t| format_in_zone(*t, trigger.zone())).collect();
     let mut out = std::io::stdout().lock();
     if as_json {

@@ -139,9 +139,14 @@ impl Policies {
         if !value.is_object() {
             return Err(PolicyError::new("policies", "must be a JSON object"));
         }
-        let p: Policies = serde_json::from_value(value.clone()).map_err(|e| {
-            let msg = e.to_string();
-            let field = msg.split('`').nth(1).map(str::to_string).unwrap_or_else(|| "policies".to_string());
+        let p: Policies = serde_path_to_error::deserialize(value.clone()).map_err(|e| {
+            // The path names the key (`retry.max_attempts`); an unknown key is named by serde.
+            let path = e.path().to_string();
+            let msg = e.into_inner().to_string();
+            let field = match path.as_str() {
+                "." => msg.split('`').nth(1).unwrap_or("policies").to_string(),
+                _ => path,
+            };
             PolicyError::new(field, msg)
         })?;
         p.validate()?;
@@ -240,10 +245,11 @@ mod tests {
     fn bad_policies_name_the_field() {
         let e = Policies::parse(&json!({"overlap": "sometimes"})).expect_err("refused");
         assert!(e.to_string().contains("sometimes"), "{e}");
+        assert_eq!(e.field, "overlap", "{e}");
         let e = Policies::parse(&json!({"retry": {"max_attempts": 0}})).expect_err("refused");
         assert_eq!(e.field, "retry.max_attempts");
         let e = Policies::parse(&json!({"retry": {"tries": 2}})).expect_err("refused");
-        assert_eq!(e.field, "tries", "{e}");
+        assert_eq!(e.field, "retry.tries", "{e}");
         let e = Policies::parse(&json!({"timeout": -1})).expect_err("refused");
         assert_eq!(e.field, "timeout");
         let e = Policies::parse(&json!({"misfire": {"policy": "skip"}})).expect_err("refused");

@@ -392,6 +392,53 @@ impl Engine {
         }
     }
 
+    /// Starts a run of a schedule now, outside its trigger ("run it now" in the API and the
+    /// dashboard): the schedule's target and policies, retries included; the overlap policy does
+    /// not apply to a run someone asked for. Stored pending and due now (committed before this
+    /// returns), then dispatched like any slot, so it survives a restart.
+    pub async fn run_schedule_now(&self, id: ScheduleId) -> Result<Run, EngineError> {
+        if self.stop.is_cancelled() {
+            return Err(EngineError::ShuttingDown);
+        }
+        let s = self.existing(id).await?;
+        let now = self.shared.clock.now();
+        let mut run = Run {
+            id: uuid::Uuid::now_v7(),
+            schedule_id: Some(id),
+            scheduled_for: now,
+            dispatch_at: Some(now),
+            state: RunState::Pending,
+            attempt: 0,
+            max_attempts: s.policies.retry.max_attempts,
+            target: s.target,
+            created_at: now,
+            started_at: None,
+            finished_at: None,
+            result: None,
+            error: None,
+            slot_count: 1,
+        };
+        // A slot is unique per schedule: a second request in the same millisecond (or a trigger
+        // slot at that very instant) takes the next free millisecond.
+        for _ in 0..100 {
+            match self.shared.store.insert_run(&run).await {
+                Ok(()) => {
+                    self.shared.wake_scheduler();
+                    return Ok(run);
+                }
+                Err(StoreError::DuplicateSlot { .. }) => {
+                    run.id = uuid::Uuid::now_v7();
+                    run.scheduled_for += TimeDelta::milliseconds(1);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(EngineError::Invalid {
+            field: "schedule".into(),
+            message: "too many runs requested in the same instant; try again".into(),
+        })
+    }
+
     /// Cancels a run: one waiting or in flight here is stopped (its attempt recorded
     /// `cancelled`); one pending in the store is cancelled there. Returns its state afterwards
     /// (`running` while the handler is being told).

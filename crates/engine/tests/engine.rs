@@ -603,3 +603,36 @@ async fn finished_runs_are_purged_after_the_retention_period() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
+
+#[tokio::test]
+async fn run_schedule_now_runs_the_target_with_the_schedules_retries_outside_the_trigger() {
+    let calls = Arc::new(AtomicU32::new(0));
+    let c = calls.clone();
+    let handler = LocalHandler::new("local").method("flaky", move |ctx, _| {
+        let c = c.clone();
+        async move {
+            c.fetch_add(1, Ordering::SeqCst);
+            if ctx.attempt == 1 { Err("first attempt fails".to_string()) } else { Ok(json!("ok")) }
+        }
+    });
+    let h = Harness::start(vec![handler]).await;
+    // Paused, and its trigger a day away: only the manual runs fire.
+    let spec = ScheduleSpec::new(h.trigger(json!({"type": "cron", "hour": "3"})), target("flaky"));
+    let s = h.engine.add_schedule(ScheduleSpec { paused: true, ..spec.name("manual") }).await.expect("added");
+    let first = h.engine.run_schedule_now(s.id).await.expect("run requested");
+    let second = h.engine.run_schedule_now(s.id).await.expect("a second one in the same instant");
+    assert_eq!(first.schedule_id, Some(s.id));
+    assert_eq!(first.state, RunState::Pending);
+    assert_eq!(first.max_attempts, 3, "the schedule's retry policy");
+    assert_eq!(second.scheduled_for, first.scheduled_for + TimeDelta::milliseconds(1), "the next free slot");
+    h.idle().await;
+    h.advance(1.0).await;
+    let runs = h.runs(&s).await;
+    let got: Vec<_> = runs.iter().map(|r| (r.state, r.attempt)).collect();
+    assert_eq!(got, vec![(RunState::Succeeded, 2), (RunState::Succeeded, 2)], "retried per the policy");
+    assert_eq!(calls.load(Ordering::SeqCst), 4);
+    assert_eq!(h.engine.get_schedule(s.id).await.expect("get").map(|s| s.state), Some(ScheduleState::Paused));
+
+    let gone = uuid::Uuid::now_v7();
+    assert!(matches!(h.engine.run_schedule_now(gone).await, Err(EngineError::NoSuchSchedule(_))));
+}

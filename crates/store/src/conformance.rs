@@ -88,6 +88,7 @@ macro_rules! conformance_tests {
             delete_schedule_cancels_waiting_runs_and_keeps_history,
             run_now_round_trip_and_list_runs_filters_and_pages,
             insert_runs_stores_a_batch_and_is_idempotent,
+            a_second_run_on_a_taken_slot_is_a_duplicate_slot,
             run_counts_sum_runs_and_durations_by_handler_and_state,
             handler_instances_upsert_and_list,
         );
@@ -1020,6 +1021,29 @@ pub async fn insert_runs_stores_a_batch_and_is_idempotent(store: Arc<dyn Store>)
     assert_eq!(store.get_run(fresh.id).await.expect("get").as_ref(), Some(&fresh));
     assert_eq!(store.get_run(batch[0].id).await.expect("get").as_ref(), Some(&batch[0]), "left as it was");
     store.insert_runs(&[]).await.expect("an empty batch is fine");
+}
+
+pub async fn a_second_run_on_a_taken_slot_is_a_duplicate_slot(store: Arc<dyn Store>) {
+    let s = schedule("manual", interval(10, t0(), 0), Policies::default());
+    store.insert_schedule(&s).await.expect("insert schedule");
+    let run = Run {
+        schedule_id: Some(s.id),
+        scheduled_for: at_ms(1_500),
+        dispatch_at: Some(at_ms(1_500)),
+        state: RunState::Pending,
+        attempt: 0,
+        ..lone_run("h", RunState::Pending)
+    };
+    store.insert_run(&run).await.expect("the first run of the slot");
+    let again = Run { id: Uuid::now_v7(), ..run.clone() };
+    match store.insert_run(&again).await {
+        Err(StoreError::DuplicateSlot { schedule_id, scheduled_for }) => {
+            assert_eq!((schedule_id, scheduled_for), (s.id, at_ms(1_500)));
+        }
+        other => panic!("expected DuplicateSlot, got {other:?}"),
+    }
+    let next = Run { id: Uuid::now_v7(), scheduled_for: at_ms(1_501), ..run };
+    store.insert_run(&next).await.expect("the next millisecond is another slot");
 }
 
 pub async fn run_now_round_trip_and_list_runs_filters_and_pages(store: Arc<dyn Store>) {

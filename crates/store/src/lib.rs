@@ -30,6 +30,9 @@ pub type StoreResult<T> = Result<T, StoreError>;
 pub enum StoreError {
     #[error("a schedule named '{0}' already exists; choose another name or delete that schedule first")]
     DuplicateName(String),
+    /// A run already holds this slot of the schedule (slots are unique per schedule).
+    #[error("schedule {schedule_id} already has a run for the slot {scheduled_for}")]
+    DuplicateSlot { schedule_id: ScheduleId, scheduled_for: Timestamp },
     #[error("no {kind} with id {id}")]
     NotFound { kind: &'static str, id: String },
     /// The file is not a ScheduleZero store; it was left untouched.

@@ -162,6 +162,22 @@ impl Trigger {
     }
 }
 
+/// The next `count` fire slots of `trigger` after `after` (RFC 3339, or a naive time in the
+/// trigger's zone), or from `now` on: what `schedulezero trigger next` and
+/// `POST /api/triggers/preview` show, so the two always agree.
+pub fn preview(
+    trigger: &Trigger,
+    after: Option<&str>,
+    count: usize,
+    now: Timestamp,
+) -> Result<Vec<Timestamp>, TriggerError> {
+    let after = match after {
+        Some(text) => time::parse_timestamp("after", text, trigger.zone())?,
+        None => now - TimeDelta::milliseconds(1),
+    };
+    Ok(trigger.upcoming(after, count))
+}
+
 fn within(t: Timestamp, end: Option<Timestamp>) -> Option<Timestamp> {
     match end {
         Some(end) if t > end => None,
@@ -180,11 +196,21 @@ fn splitmix64(mut x: u64) -> u64 {
 /// or a bare crontab string. `zone`, when given, is the zone of a trigger that names none.
 pub fn parse_input(text: &str, zone: Option<Tz>, ctx: &ParseContext) -> Result<Trigger, TriggerError> {
     let trimmed = text.trim();
-    let mut value = if trimmed.starts_with('{') {
+    let value = if trimmed.starts_with('{') {
         serde_json::from_str::<Value>(trimmed)
             .map_err(|e| TriggerError::key("trigger", format!("is not valid JSON: {e}")))?
     } else {
-        serde_json::json!({"type": "cron", "expression": trimmed})
+        Value::String(trimmed.to_string())
+    };
+    parse_value(value, zone, ctx)
+}
+
+/// Reads a trigger given as JSON by an API client: a trigger object, or a string holding a
+/// crontab expression. `zone`, when given, is the zone of a trigger that names none.
+pub fn parse_value(value: Value, zone: Option<Tz>, ctx: &ParseContext) -> Result<Trigger, TriggerError> {
+    let mut value = match value {
+        Value::String(expr) => serde_json::json!({"type": "cron", "expression": expr.trim()}),
+        other => other,
     };
     if let (Some(zone), Some(obj)) = (zone, value.as_object_mut())
         && !obj.contains_key("timezone")

@@ -2,25 +2,24 @@
 //! (../shared/COMPAT.md §1): 409 on a duplicate `job_id`, 404 on an unknown id, `run_now` with one
 //! attempt and 502/503/504, 4xx for every client mistake.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{get, post};
 use schedulezero_core::run::{AttemptOutcome, RunState};
 use schedulezero_core::schedule::Target;
-use schedulezero_core::time::format_in_zone;
 use schedulezero_core::trigger::Trigger;
 use schedulezero_engine::ScheduleSpec;
-use schedulezero_store::{HandlerInstance, RunFilter, ScheduleFilter};
+use schedulezero_store::{RunFilter, ScheduleFilter};
 use serde_json::{Map, Value, json};
 
+use super::input::{Body, QueryParams, json_object, limit_of, query_of};
+use super::views::{handler_entries, schedule_names};
 use super::{ApiError, AppState};
 
 type St = State<Arc<AppState>>;
@@ -33,8 +32,6 @@ pub(super) fn routes() -> Router<Arc<AppState>> {
         .route("/api/handlers", get(handlers))
         .route("/api/schedule", post(schedule))
         .route("/api/run_now", post(run_now))
-        .route("/api/schedules", get(schedules))
-        .route("/api/schedules/{id}", delete(remove))
         .route("/api/executions", get(executions))
         .route("/api/executions/errors", get(execution_errors))
         .route("/api/executions/stats", get(execution_stats))
@@ -55,26 +52,9 @@ const EXECUTED: [RunState; 7] = [
 const ERRORS: [RunState; 4] =
     [RunState::Failed, RunState::TimedOut, RunState::Cancelled, RunState::Interrupted];
 
-type QueryParams = Result<Query<HashMap<String, String>>, QueryRejection>;
-
-fn query_of(q: QueryParams) -> Result<HashMap<String, String>, ApiError> {
-    q.map(|Query(m)| m).map_err(|e| ApiError::bad_request(format!("bad query string: {e}")))
-}
-
-fn limit_of(q: &HashMap<String, String>, default: u32, max: u32) -> Result<u32, ApiError> {
-    match q.get("limit") {
-        None => Ok(default),
-        Some(v) => v
-            .trim()
-            .parse::<u32>()
-            .map(|n| n.clamp(1, max))
-            .map_err(|_| ApiError::bad_request(format!("'limit' must be a whole number, got '{v}'"))),
-    }
-}
-
 /// `GET /api/executions?limit&handler_id&job_id&status`, newest first.
 async fn executions(State(s): St, q: QueryParams) -> Result<Response, ApiError> {
-    let q = query_of(q)?;
+    let q = query_of(q, &["limit", "handler_id", "job_id", "status"])?;
     let limit = limit_of(&q, 100, 1000)?;
     let states: Vec<RunState> = match q.get("status").map(String::as_str) {
         None | Some("") => EXECUTED.to_vec(),
@@ -113,7 +93,7 @@ async fn executions(State(s): St, q: QueryParams) -> Result<Response, ApiError> 
 
 /// `GET /api/executions/errors?limit`.
 async fn execution_errors(State(s): St, q: QueryParams) -> Result<Response, ApiError> {
-    let q = query_of(q)?;
+    let q = query_of(q, &["limit"])?;
     let limit = limit_of(&q, 50, 500)?;
     let filter = RunFilter { states: ERRORS.to_vec(), limit, ..RunFilter::default() };
     let errors = records(&s, &filter).await?;
@@ -175,14 +155,7 @@ async fn clear_executions(State(s): St) -> Result<Response, ApiError> {
 /// Execution records in the original's shape, plus our run id, slot time and lateness.
 async fn records(s: &AppState, filter: &RunFilter) -> Result<Vec<Value>, ApiError> {
     let runs = s.engine.store().list_runs(filter).await?;
-    let mut names: HashMap<uuid::Uuid, String> = HashMap::new();
-    for id in runs.iter().filter_map(|r| r.schedule_id) {
-        if let std::collections::hash_map::Entry::Vacant(e) = names.entry(id)
-            && let Some(sc) = s.engine.get_schedule(id).await?
-        {
-            e.insert(sc.name);
-        }
-    }
+    let names = schedule_names(s, &runs).await?;
     Ok(runs
         .iter()
         .map(|r| {
@@ -252,71 +225,10 @@ async fn config(State(s): St) -> Response {
     .into_response()
 }
 
-/// One entry per handler id: connected when any instance is, with every instance the server
-/// knows (live ones from the registry, earlier ones from the store).
+/// One entry per handler id, with its instances.
 async fn handlers(State(s): St) -> Result<Response, ApiError> {
-    let mut by_id: BTreeMap<String, Vec<Value>> = BTreeMap::new();
-    let live = s.engine.registry().instances();
-    for i in &live {
-        let status = match (i.is_connected(), i.is_draining()) {
-            (true, false) => "Connected",
-            (true, true) => "Draining",
-            (false, _) => "Disconnected",
-        };
-        by_id.entry(i.handler_id.clone()).or_default().push(instance_json(
-            &i.record(),
-            status,
-            i.in_flight(),
-        ));
-    }
-    for r in s.engine.known_instances().await? {
-        if !live.iter().any(|i| i.handler_id == r.handler_id && i.instance_id == r.instance_id) {
-            by_id.entry(r.handler_id.clone()).or_default().push(instance_json(&r, "Disconnected", 0));
-        }
-    }
-    let handlers: Vec<Value> = by_id
-        .into_iter()
-        .map(|(id, instances)| {
-            let connected = instances.iter().any(|i| i["status"] == "Connected");
-            let address = instances
-                .iter()
-                .find(|i| i["status"] == "Connected")
-                .or(instances.first())
-                .map(|i| i["address"].clone())
-                .unwrap_or(Value::Null);
-            let mut methods: Vec<String> = instances
-                .iter()
-                .flat_map(|i| i["methods"].as_array().cloned().unwrap_or_default())
-                .filter_map(|m| m.as_str().map(str::to_string))
-                .collect();
-            methods.sort();
-            methods.dedup();
-            json!({
-                "id": id,
-                "address": address,
-                "methods": methods,
-                "status": if connected { "Connected" } else { "Disconnected" },
-                "instances": instances,
-            })
-        })
-        .collect();
+    let handlers = handler_entries(&s).await?;
     Ok(axum::Json(json!({"handlers": handlers, "count": handlers.len()})).into_response())
-}
-
-fn instance_json(r: &HandlerInstance, status: &str, in_flight: u32) -> Value {
-    json!({
-        "instance_id": r.instance_id,
-        "protocol": r.protocol,
-        "address": r.address,
-        "status": status,
-        "methods": r.methods,
-        "capacity": r.capacity,
-        "in_flight": in_flight,
-        "last_seen": r.last_seen.to_rfc3339(),
-        "registered_at": r.registered_at.to_rfc3339(),
-        "success_count": r.successes,
-        "failure_count": r.failures,
-    })
 }
 
 fn connected_instances(s: &AppState) -> usize {
@@ -324,7 +236,7 @@ fn connected_instances(s: &AppState) -> usize {
 }
 
 /// `POST /api/schedule`.
-async fn schedule(State(s): St, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+async fn schedule(State(s): St, body: Body) -> Result<Response, ApiError> {
     let body = json_object(body)?;
     let target = target_of(&body)?;
     check_handler(&s, &target).await?;
@@ -343,7 +255,7 @@ async fn schedule(State(s): St, body: Result<Bytes, BytesRejection>) -> Result<R
 }
 
 /// `POST /api/run_now`: one attempt, answered only after the handler replied.
-async fn run_now(State(s): St, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+async fn run_now(State(s): St, body: Body) -> Result<Response, ApiError> {
     let body = json_object(body)?;
     let target = target_of(&body)?;
     check_handler(&s, &target).await?;
@@ -379,70 +291,6 @@ async fn run_now(State(s): St, body: Result<Bytes, BytesRejection>) -> Result<Re
                 report.error.unwrap_or_default()
             ),
         )),
-    }
-}
-
-async fn schedules(State(s): St) -> Result<Response, ApiError> {
-    let list = s.engine.list_schedules(&ScheduleFilter::default()).await?;
-    let items: Vec<Value> = list
-        .iter()
-        .map(|sc| {
-            json!({
-                "id": sc.name,
-                "schedule_id": sc.id,
-                "name": sc.name,
-                "state": sc.state.as_str(),
-                "next_fire_time": sc.next_fire_at.map(|t| format_in_zone(t, sc.trigger.zone())),
-                "trigger": sc.trigger.describe(),
-                "args": [sc.target.handler_id, sc.target.method, sc.target.params, sc.name],
-                "handler_id": sc.target.handler_id,
-                "job_method": sc.target.method,
-            })
-        })
-        .collect();
-    Ok(axum::Json(json!({"schedules": items, "count": items.len()})).into_response())
-}
-
-/// `DELETE /api/schedules/{id}`: by `job_id` (the name), or by the internal id.
-async fn remove(State(s): St, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let found = match s.engine.find_schedule(&id).await? {
-        Some(sc) => Some(sc),
-        None => match uuid::Uuid::parse_str(&id) {
-            Ok(uuid) => s.engine.get_schedule(uuid).await?,
-            Err(_) => None,
-        },
-    };
-    let Some(sc) = found else {
-        return Err(ApiError::not_found(format!("no schedule '{id}'; GET /api/schedules lists them")));
-    };
-    s.engine.delete_schedule(sc.id).await?;
-    Ok(axum::Json(json!({
-        "status": "success",
-        "message": format!("Schedule '{id}' removed"),
-        "schedule_id": id,
-    }))
-    .into_response())
-}
-
-/// The body as a JSON object, or a 4xx that says what is wrong with it.
-fn json_object(body: Result<Bytes, BytesRejection>) -> Result<Map<String, Value>, ApiError> {
-    let bytes = body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("the request body is over {} bytes", super::MAX_BODY_BYTES),
-            )
-        } else {
-            ApiError::bad_request(format!("cannot read the request body: {e}"))
-        }
-    })?;
-    if bytes.is_empty() {
-        return Err(ApiError::bad_request("the request needs a JSON object body"));
-    }
-    match serde_json::from_slice::<Value>(&bytes) {
-        Ok(Value::Object(m)) => Ok(m),
-        Ok(_) => Err(ApiError::bad_request("the request body must be a JSON object")),
-        Err(e) => Err(ApiError::bad_request(format!("the request body is not valid JSON: {e}"))),
     }
 }
 

@@ -1,10 +1,21 @@
-//! The HTTP API. `compat`: the original's routes and shapes (../shared/COMPAT.md §1), so existing
-//! scripts work unchanged. Every error is JSON; request bodies are JSON of bounded size.
+//! The HTTP API (docs/API.md). Every error is JSON; request bodies are JSON of bounded size.
+//!
+//! Module map:
+//! - `compat`: the original's routes and shapes (../shared/COMPAT.md §1), so existing scripts work
+//!   unchanged.
+//! - `native`: schedules, runs, handlers, trigger preview; OpenAPI document and Swagger UI.
+//! - `events`: server-sent events and readiness.
+//! - `views`: the JSON shapes of schedules, runs and handlers, shared by both APIs.
+//! - `input`: bodies and query strings, with errors that name the field.
+//! - `hygiene`: Host check, cross-origin refusal; `error`: the error body.
 
 mod compat;
 mod error;
 mod events;
 mod hygiene;
+mod input;
+mod native;
+mod views;
 
 use std::sync::Arc;
 
@@ -32,6 +43,7 @@ pub(crate) struct AppState {
 
 pub(crate) fn router(state: Arc<AppState>, guard: hygiene::Guard) -> Router {
     compat::routes()
+        .merge(native::routes())
         .merge(events::routes())
         .fallback(|| async { ApiError::not_found("no such route; see GET / for what this server offers") })
         .method_not_allowed_fallback(|| async {

@@ -10,8 +10,8 @@ use schedulezero_core::schedule::ScheduleId;
 use sqlx::{AssertSqlSafe, Sqlite, Transaction};
 
 use super::codec::{
-    RUN_COLUMNS, attempt_from_row, db_err, from_ms, get, hex_array, ms, opt_ms, parse_policies, run_from_row,
-    run_state, u32_col,
+    RUN_COLUMNS, attempt_from_row, db_err, from_ms, get, hex_array, is_unique_violation, ms, opt_ms,
+    parse_policies, run_from_row, run_state, u32_col,
 };
 use super::{LEASE_TTL, SqliteStore, batch};
 use crate::{AttemptEnd, AttemptStart, Dispatch, Recovery, RunCount, RunFilter, StoreError, StoreResult};
@@ -443,7 +443,12 @@ async fn insert_in(
     .bind(run.slot_count)
     .execute(&mut **tx)
     .await
-    .map_err(db_err(ctx))?;
+    .map_err(|e| match (run.schedule_id, is_unique_violation(&e, "runs.scheduled_for")) {
+        (Some(schedule_id), true) => {
+            StoreError::DuplicateSlot { schedule_id, scheduled_for: run.scheduled_for }
+        }
+        _ => db_err(ctx)(e),
+    })?;
     Ok(())
 }
 
