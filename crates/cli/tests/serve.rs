@@ -308,3 +308,103 @@ fn events_stream_live_and_end_when_the_server_stops() {
     server.term();
     assert_eq!(server.wait_exit(Duration::from_secs(30)).0, 0);
 }
+
+#[test]
+fn a_restarted_server_takes_its_previous_ports_again_and_running_handlers_come_back_to_it() {
+    let root = tempfile::tempdir().unwrap();
+    let (mut server, addr, _handler) = serve_with_v1_handler(root.path());
+    let first: Value = serde_json::from_slice(&std::fs::read(runtime_file(root.path())).unwrap()).unwrap();
+    server.term();
+    assert_eq!(server.wait_exit(Duration::from_secs(30)).0, 0);
+
+    // Asked for any port again: the same ones, so the handler (not restarted) is reachable.
+    let (_again, addr_again) = serve_any_port(root.path());
+    let second: Value = serde_json::from_slice(&std::fs::read(runtime_file(root.path())).unwrap()).unwrap();
+    assert_eq!(addr_again, addr);
+    assert_eq!(second["zmq"], first["zmq"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, reply) = http(
+            &addr,
+            "POST",
+            "/api/run_now",
+            Some(r#"{"handler_id":"legacy","job_method":"echo","job_params":{"back":true}}"#),
+        );
+        if status == 200 {
+            assert_eq!(reply["result"]["echo"], json!({"back": true}));
+            break;
+        }
+        assert!(Instant::now() < deadline, "the handler never came back: {status} {reply}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_previous_port_taken_meanwhile_is_not_fought_for() {
+    let root = tempfile::tempdir().unwrap();
+    let (mut server, addr) = serve_any_port(root.path());
+    server.term();
+    assert_eq!(server.wait_exit(Duration::from_secs(30)).0, 0);
+    // Someone else took the HTTP port in between: the server binds another one, no error.
+    let _squatter = std::net::TcpListener::bind(&addr).unwrap();
+    let (_again, addr_again) = serve_any_port(root.path());
+    assert_ne!(addr_again, addr);
+    assert_eq!(http(&addr_again, "GET", "/api/health", None).0, 200);
+}
+
+#[test]
+fn cors_headers_go_only_to_configured_origins() {
+    let root = tempfile::tempdir().unwrap();
+    let d = root.path().join("deployments/default");
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(d.join("schedulezero.toml"), "[server]\nallowed_origins = [\"https://ops.example\"]\n")
+        .unwrap();
+    let (_server, addr) = serve_any_port(root.path());
+
+    let raw = |request: &str| {
+        let mut s = TcpStream::connect(&addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        s.write_all(request.as_bytes()).unwrap();
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut s, &mut text).unwrap();
+        text.to_ascii_lowercase()
+    };
+    let preflight = raw(&format!(
+        "OPTIONS /api/schedules HTTP/1.1\r\nHost: {addr}\r\nOrigin: https://ops.example\r\n\
+         Access-Control-Request-Method: POST\r\nConnection: close\r\n\r\n"
+    ));
+    assert!(preflight.starts_with("http/1.1 204"), "{preflight}");
+    assert!(preflight.contains("access-control-allow-origin: https://ops.example"), "{preflight}");
+    assert!(preflight.contains("access-control-allow-methods: get, post, patch, delete"), "{preflight}");
+
+    let get = raw(&format!(
+        "GET /api/health HTTP/1.1\r\nHost: {addr}\r\nOrigin: https://ops.example\r\nConnection: close\r\n\r\n"
+    ));
+    assert!(
+        get.starts_with("http/1.1 200") && get.contains("access-control-allow-origin: https://ops.example")
+    );
+    assert!(get.contains("vary: origin"), "{get}");
+
+    let (status, body) = http_with(
+        &addr,
+        "POST",
+        "/api/triggers/preview",
+        Some(r#"{"trigger":"* * * * *"}"#),
+        &format!("Host: {addr}\r\nOrigin: https://ops.example"),
+    );
+    assert_eq!(status, 200, "a configured origin may mutate: {body}");
+
+    let other = raw(&format!(
+        "GET /api/health HTTP/1.1\r\nHost: {addr}\r\nOrigin: https://evil.example\r\nConnection: close\r\n\r\n"
+    ));
+    assert!(other.starts_with("http/1.1 200") && !other.contains("access-control-allow-origin"), "{other}");
+    let (status, body) = http_with(
+        &addr,
+        "POST",
+        "/api/triggers/preview",
+        Some(r#"{"trigger":"* * * * *"}"#),
+        &format!("Host: {addr}\r\nOrigin: https://evil.example"),
+    );
+    assert_eq!(status, 403, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("allowed_origins"));
+}

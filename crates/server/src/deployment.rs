@@ -24,6 +24,15 @@ pub struct Runtime {
     pub started_at: String,
 }
 
+/// The ports a deployment's server last bound (`run/ports.json`, kept across stops): a server
+/// asked for port 0 takes them again when they are free, so handlers started against the
+/// previous server reconnect to the new one without being told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastPorts {
+    pub http: u16,
+    pub zmq: u16,
+}
+
 impl Deployment {
     /// A deployment by name under a root; the name must be a plain directory name.
     pub fn new(root: PathBuf, name: &str) -> Result<Deployment, String> {
@@ -61,6 +70,21 @@ impl Deployment {
 
     pub fn runtime_file(&self) -> PathBuf {
         self.run_dir().join("server.json")
+    }
+
+    pub fn last_ports_file(&self) -> PathBuf {
+        self.run_dir().join("ports.json")
+    }
+
+    pub fn read_last_ports(&self) -> Option<LastPorts> {
+        serde_json::from_slice(&std::fs::read(self.last_ports_file()).ok()?).ok()
+    }
+
+    pub fn write_last_ports(&self, ports: LastPorts) -> std::io::Result<()> {
+        schedulezero_host::write_atomically(
+            &self.last_ports_file(),
+            &serde_json::to_vec(&ports).unwrap_or_default(),
+        )
     }
 
     /// The runtime file of a running server, if there is one.

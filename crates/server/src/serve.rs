@@ -4,7 +4,8 @@
 //! deployment refuses the start, naming its PID; a stale file is cleaned and reported) and every
 //! configured port is checked (one in use is reported with the PID and command line holding it).
 //! Then store, engine, handler port and HTTP start; the bound addresses go to stdout and to the
-//! runtime file. On SIGTERM or SIGINT: HTTP stops accepting, calls in flight get the configured
+//! runtime file. A listener asked for port 0 first tries the port this deployment bound last
+//! time, so handlers of the previous server find the new one. On SIGTERM or SIGINT: HTTP stops accepting, calls in flight get the configured
 //! grace to finish (the rest are recorded interrupted), the handler port closes, files are
 //! removed, exit 0.
 
@@ -21,7 +22,7 @@ use thiserror::Error;
 
 use crate::config::ServerConfig;
 use crate::database::{self, Database};
-use crate::deployment::Runtime;
+use crate::deployment::{LastPorts, Runtime};
 use crate::http::{self, AppState};
 
 #[derive(Debug, Error)]
@@ -50,6 +51,9 @@ pub enum ServeError {
 
 /// Runs the server until SIGTERM or SIGINT.
 pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
+    // Before anything is published: a SIGTERM that arrives as soon as the addresses are printed
+    // must stop the server gracefully, not kill it with the default action.
+    let stop = stop_signal();
     let deployment = config.deployment.clone();
     std::fs::create_dir_all(deployment.run_dir())
         .map_err(|e| ServeError::Files(format!("{}: {e}", deployment.run_dir().display())))?;
@@ -103,12 +107,27 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
     };
     let engine = Arc::new(Engine::start(store.clone(), Arc::new(SystemClock), engine_config).await?);
 
+    let last = deployment.read_last_ports();
     let transport_config = TransportConfig {
         endpoint: config.zmq.clone(),
         heartbeat: Duration::from_millis(config.heartbeat_ms),
         ..TransportConfig::default()
     };
-    let transport = match Transport::start(engine.clone(), transport_config).await {
+    let started = match recorded(&config.zmq, last.map(|l| l.zmq)) {
+        Some(endpoint) => {
+            match Transport::start(engine.clone(), TransportConfig { endpoint, ..transport_config.clone() })
+                .await
+            {
+                Err(TransportError::AddressInUse(_)) => {
+                    tracing::info!("the handler port of the previous start is taken; binding a free one");
+                    Transport::start(engine.clone(), transport_config).await
+                }
+                other => other,
+            }
+        }
+        None => Transport::start(engine.clone(), transport_config).await,
+    };
+    let transport = match started {
         Ok(t) => t,
         Err(TransportError::AddressInUse(_)) => {
             let holder = port_holders(config.zmq_port()).first().map(|h| h.describe());
@@ -127,13 +146,19 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
         }
     };
 
-    let listener = tokio::net::TcpListener::bind(&config.http).await.map_err(|e| {
-        match port_holders(config.http_port()).first() {
-            Some(h) if e.kind() == std::io::ErrorKind::AddrInUse => {
-                ServeError::PortInUse { port: config.http_port(), what: "HTTP", holder: h.describe() }
-            }
-            _ => ServeError::Bind { what: "HTTP", address: config.http.clone(), message: e.to_string() },
+    let preferred = match recorded(&config.http, last.map(|l| l.http)) {
+        Some(address) => tokio::net::TcpListener::bind(&address).await.ok(),
+        None => None,
+    };
+    let bound = match preferred {
+        Some(listener) => Ok(listener),
+        None => tokio::net::TcpListener::bind(&config.http).await,
+    };
+    let listener = bound.map_err(|e| match port_holders(config.http_port()).first() {
+        Some(h) if e.kind() == std::io::ErrorKind::AddrInUse => {
+            ServeError::PortInUse { port: config.http_port(), what: "HTTP", holder: h.describe() }
         }
+        _ => ServeError::Bind { what: "HTTP", address: config.http.clone(), message: e.to_string() },
     })?;
     let http_addr = listener.local_addr().map_err(|e| ServeError::Bind {
         what: "HTTP",
@@ -148,6 +173,10 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
         database: path.display().to_string(),
         started_at: chrono::Utc::now().to_rfc3339(),
     };
+    let ports = LastPorts { http: http_addr.port(), zmq: port_of(&runtime.zmq) };
+    if let Err(e) = deployment.write_last_ports(ports) {
+        tracing::warn!(error = %e, "cannot record the bound ports; the next start may pick others");
+    }
     deployment
         .write_runtime(&runtime)
         .map_err(|e| ServeError::Files(format!("{}: {e}", deployment.runtime_file().display())))?;
@@ -172,7 +201,7 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
     };
     let app = http::router(state, guard);
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        stop_signal().await;
+        stop.await;
         // Event streams end now; other requests in progress finish.
         stopping.cancel();
     });
@@ -189,16 +218,32 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
     Ok(())
 }
 
-/// Resolves on SIGTERM or SIGINT.
-async fn stop_signal() {
+/// The address to try first: the port this deployment bound last time, when the configuration
+/// asks for any port (0). `None`: bind as configured.
+fn recorded(address: &str, last: Option<u16>) -> Option<String> {
+    let (host, port) = address.rsplit_once(':')?;
+    match (port, last) {
+        ("0", Some(last)) if last != 0 => Some(format!("{host}:{last}")),
+        _ => None,
+    }
+}
+
+fn port_of(address: &str) -> u16 {
+    address.rsplit_once(':').and_then(|(_, p)| p.parse().ok()).unwrap_or(0)
+}
+
+/// Installs the SIGTERM and SIGINT handlers now; the future resolves on either.
+fn stop_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-    else {
-        // Without signal handlers the server still runs; it stops when killed.
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = int.recv() => tracing::info!("SIGINT received"),
+    let signals = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()));
+    async move {
+        let (Ok(mut term), Ok(mut int)) = signals else {
+            // Without signal handlers the server still runs; it stops when killed.
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
+        }
     }
 }

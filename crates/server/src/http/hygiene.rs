@@ -6,11 +6,14 @@
 //! - Simple-request CSRF: a mutating request (anything but GET, HEAD, OPTIONS) whose `Origin`
 //!   names another origin than the server itself is refused unless that origin is configured.
 //!   Scripts send no `Origin`; browsers always do on cross-origin POSTs.
+//! - CORS: off unless configured. A configured origin gets `Access-Control-Allow-Origin` on its
+//!   responses and an answer to its preflight `OPTIONS`; any other origin gets no CORS header, so
+//!   browsers keep its scripts from reading responses.
 
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::{Method, StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -38,18 +41,45 @@ pub(crate) async fn check(State(guard): State<Arc<Guard>>, request: Request, nex
         )
         .into_response();
     }
+    let origin = request.headers().get(header::ORIGIN).and_then(|o| o.to_str().ok()).map(str::to_string);
+    let allowed = origin.as_deref().filter(|o| guard.origins.iter().any(|c| c.eq_ignore_ascii_case(o)));
+    let allowed = allowed.and_then(|o| HeaderValue::from_str(o).ok());
     let mutating = !matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    if mutating && let Some(origin) = request.headers().get(header::ORIGIN).and_then(|o| o.to_str().ok()) {
+    if mutating && let Some(origin) = origin.as_deref() {
         let same = origin.split_once("://").is_some_and(|(_, rest)| rest.eq_ignore_ascii_case(host));
-        if !same && !guard.origins.iter().any(|o| o.eq_ignore_ascii_case(origin)) {
+        if !same && allowed.is_none() {
             return ApiError::new(
                 StatusCode::FORBIDDEN,
-                format!("cross-origin request from '{origin}' refused; configure the origin to allow it"),
+                format!(
+                    "cross-origin request from '{origin}' refused; add it to allowed_origins in the \
+                     deployment's schedulezero.toml to allow it"
+                ),
             )
             .into_response();
         }
     }
-    next.run(request).await
+    let Some(allowed) = allowed else {
+        return next.run(request).await;
+    };
+    let preflight = request.method() == Method::OPTIONS
+        && request.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+    let mut response = if preflight {
+        let mut r = StatusCode::NO_CONTENT.into_response();
+        let h = r.headers_mut();
+        h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, POST, PATCH, DELETE"));
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static("content-type, authorization"),
+        );
+        h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+        r
+    } else {
+        next.run(request).await
+    };
+    let h = response.headers_mut();
+    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, allowed);
+    h.append(header::VARY, HeaderValue::from_static("origin"));
+    response
 }
 
 fn host_allowed(guard: &Guard, host: &str) -> bool {
