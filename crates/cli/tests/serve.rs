@@ -408,3 +408,65 @@ fn cors_headers_go_only_to_configured_origins() {
     assert_eq!(status, 403, "{body}");
     assert!(body["error"]["message"].as_str().unwrap().contains("allowed_origins"));
 }
+
+/// Polls `GET path` until `done` holds.
+fn wait_for(addr: &str, path: &str, within: Duration, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let (status, body) = http(addr, "GET", path, None);
+        if status == 200 && done(&body) {
+            return body;
+        }
+        assert!(Instant::now() < deadline, "GET {path} never satisfied the condition: {status} {body}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn sigterm_lets_calls_in_flight_finish_within_the_grace_and_records_the_rest_interrupted() {
+    let root = tempfile::tempdir().unwrap();
+    let d = root.path().join("deployments/default");
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(d.join("schedulezero.toml"), "[server]\nshutdown_grace_s = 3\n").unwrap();
+    let (mut server, addr, _handler) = serve_with_v1_handler(root.path());
+    let schedule = |name: &str, seconds: f64| {
+        let body = json!({"name": name, "trigger": {"type": "date", "run_date": 0},
+                          "target": {"handler_id": "legacy", "method": "sleep", "params": {"seconds": seconds}}});
+        let (status, reply) = http(&addr, "POST", "/api/schedules", Some(&body.to_string()));
+        assert_eq!(status, 201, "{reply}");
+    };
+
+    // Within the grace: the call finishes and its success is recorded before the exit.
+    schedule("short", 1.0);
+    wait_for(&addr, "/api/runs?schedule=short&state=running", Duration::from_secs(15), |p| p["count"] == 1);
+    server.term();
+    let (code, lines) = server.wait_exit(Duration::from_secs(30));
+    assert_eq!(code, 0, "{lines:?}");
+    let (mut server, addr) = serve_any_port(root.path());
+    let short = http(&addr, "GET", "/api/runs?schedule=short", None).1;
+    assert_eq!(short["runs"][0]["state"], "succeeded", "{short}");
+    assert_eq!(short["runs"][0]["attempt"], 1);
+
+    // Past the grace: recorded interrupted, then retried at the next start.
+    let schedule = |name: &str, seconds: f64| {
+        let body = json!({"name": name, "trigger": {"type": "date", "run_date": 0},
+                          "target": {"handler_id": "legacy", "method": "sleep", "params": {"seconds": seconds}},
+                          "policies": {"retry": {"initial_backoff": 0.1, "jitter": 0}}});
+        let (status, reply) = http(&addr, "POST", "/api/schedules", Some(&body.to_string()));
+        assert_eq!(status, 201, "{reply}");
+    };
+    schedule("long", 6.0);
+    wait_for(&addr, "/api/runs?schedule=long&state=running", Duration::from_secs(15), |p| p["count"] == 1);
+    let stopping = Instant::now();
+    server.term();
+    let (code, lines) = server.wait_exit(Duration::from_secs(30));
+    assert_eq!(code, 0, "{lines:?}");
+    assert!(stopping.elapsed() < Duration::from_secs(6), "the grace (3 s) bounds the stop, not the call");
+    let (_server, addr) = serve_any_port(root.path());
+    let long = http(&addr, "GET", "/api/runs?schedule=long", None).1;
+    let run_id = long["runs"][0]["run_id"].as_str().unwrap().to_string();
+    let done = wait_for(&addr, &format!("/api/runs/{run_id}"), Duration::from_secs(40), |r| r["state"] == "succeeded");
+    let outcomes: Vec<&str> =
+        done["attempts"].as_array().unwrap().iter().map(|a| a["outcome"].as_str().unwrap()).collect();
+    assert_eq!(outcomes, ["interrupted", "succeeded"], "{done}");
+}
