@@ -161,7 +161,15 @@ fn schedules_are_created_with_every_option_listed_in_pages_changed_paused_and_ru
     // Delete by id; its history stays.
     assert_eq!(http(&addr, "DELETE", &format!("/api/schedules/{id}"), None).0, 200);
     assert_eq!(http(&addr, "GET", "/api/schedules/report-eu", None).0, 404);
-    assert_eq!(http(&addr, "GET", &format!("/api/runs/{run_id}"), None).1["state"], "succeeded");
+    let kept = http(&addr, "GET", &format!("/api/runs/{run_id}"), None).1;
+    assert_eq!(
+        (kept["state"].as_str(), kept["schedule_name"].as_str()),
+        (Some("succeeded"), Some("report-eu"))
+    );
+    let by_name = http(&addr, "GET", "/api/runs?schedule=report-eu", None).1;
+    assert_eq!(by_name["count"], 1, "a deleted schedule's runs are found by its name: {by_name}");
+    let compat = http(&addr, "GET", "/api/executions?job_id=report-eu", None).1;
+    assert_eq!(compat["records"][0]["job_id"], "report-eu", "{compat}");
 }
 
 #[test]

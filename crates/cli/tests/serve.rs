@@ -465,7 +465,9 @@ fn sigterm_lets_calls_in_flight_finish_within_the_grace_and_records_the_rest_int
     let (_server, addr) = serve_any_port(root.path());
     let long = http(&addr, "GET", "/api/runs?schedule=long", None).1;
     let run_id = long["runs"][0]["run_id"].as_str().unwrap().to_string();
-    let done = wait_for(&addr, &format!("/api/runs/{run_id}"), Duration::from_secs(40), |r| r["state"] == "succeeded");
+    let done = wait_for(&addr, &format!("/api/runs/{run_id}"), Duration::from_secs(40), |r| {
+        r["state"] == "succeeded"
+    });
     let outcomes: Vec<&str> =
         done["attempts"].as_array().unwrap().iter().map(|a| a["outcome"].as_str().unwrap()).collect();
     assert_eq!(outcomes, ["interrupted", "succeeded"], "{done}");

@@ -83,6 +83,15 @@ impl Store for Timed {
     async fn list_schedules(&self, f: &ScheduleFilter) -> StoreResult<Vec<Schedule>> {
         self.inner.list_schedules(f).await
     }
+    async fn schedule_names(
+        &self,
+        ids: &[uuid::Uuid],
+    ) -> StoreResult<std::collections::HashMap<uuid::Uuid, String>> {
+        self.inner.schedule_names(ids).await
+    }
+    async fn schedules_named(&self, name: &str) -> StoreResult<Vec<uuid::Uuid>> {
+        self.inner.schedules_named(name).await
+    }
     async fn next_wake(&self) -> StoreResult<Option<Timestamp>> {
         timed!(self, "next_wake", |_: &Option<Timestamp>| 0, self.inner.next_wake())
     }

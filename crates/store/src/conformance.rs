@@ -86,6 +86,7 @@ macro_rules! conformance_tests {
             cancel_run_cancels_only_waiting_runs,
             purge_history_deletes_only_finished_runs_before_the_cutoff,
             delete_schedule_cancels_waiting_runs_and_keeps_history,
+            schedule_names_include_finished_and_deleted_schedules,
             run_now_round_trip_and_list_runs_filters_and_pages,
             insert_runs_stores_a_batch_and_is_idempotent,
             a_second_run_on_a_taken_slot_is_a_duplicate_slot,
@@ -1021,6 +1022,36 @@ pub async fn insert_runs_stores_a_batch_and_is_idempotent(store: Arc<dyn Store>)
     assert_eq!(store.get_run(fresh.id).await.expect("get").as_ref(), Some(&fresh));
     assert_eq!(store.get_run(batch[0].id).await.expect("get").as_ref(), Some(&batch[0]), "left as it was");
     store.insert_runs(&[]).await.expect("an empty batch is fine");
+}
+
+pub async fn schedule_names_include_finished_and_deleted_schedules(store: Arc<dyn Store>) {
+    let live = schedule("live", interval(10, t0(), 0), Policies::default());
+    let gone = schedule("gone", interval(10, t0(), 0), Policies::default());
+    let finished = Schedule {
+        state: ScheduleState::Finished,
+        next_fire_at: None,
+        ..schedule("done", interval(10, t0(), 0), Policies::default())
+    };
+    for s in [&live, &gone, &finished] {
+        store.insert_schedule(s).await.expect("insert");
+    }
+    assert!(store.delete_schedule(gone.id, at(5)).await.expect("delete"));
+    // The name of a deleted schedule is free again; its old runs still name the old one.
+    let again = schedule("gone", interval(10, t0(), 0), Policies::default());
+    store.insert_schedule(&again).await.expect("the name is free");
+    let unknown = Uuid::now_v7();
+    let names =
+        store.schedule_names(&[live.id, gone.id, finished.id, again.id, unknown]).await.expect("names");
+    assert_eq!(names.get(&live.id).map(String::as_str), Some("live"));
+    assert_eq!(names.get(&gone.id).map(String::as_str), Some("gone"));
+    assert_eq!(names.get(&finished.id).map(String::as_str), Some("done"));
+    assert_eq!(names.get(&again.id).map(String::as_str), Some("gone"));
+    assert_eq!(names.get(&unknown), None);
+    assert_eq!(names.len(), 4);
+    assert!(store.schedule_names(&[]).await.expect("none").is_empty());
+    assert_eq!(store.schedules_named("gone").await.expect("named"), vec![gone.id, again.id]);
+    assert_eq!(store.schedules_named("done").await.expect("named"), vec![finished.id]);
+    assert!(store.schedules_named("never").await.expect("named").is_empty());
 }
 
 pub async fn a_second_run_on_a_taken_slot_is_a_duplicate_slot(store: Arc<dyn Store>) {

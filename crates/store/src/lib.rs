@@ -14,6 +14,8 @@
 pub mod conformance;
 pub mod sqlite;
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use schedulezero_core::Timestamp;
 use schedulezero_core::policy::Policies;
@@ -184,6 +186,10 @@ pub trait Store: Send + Sync + 'static {
     /// Returns false when there was no such schedule.
     async fn delete_schedule(&self, id: ScheduleId, now: Timestamp) -> StoreResult<bool>;
     async fn list_schedules(&self, filter: &ScheduleFilter) -> StoreResult<Vec<Schedule>>;
+    /// The names of these schedules, deleted ones included (their runs keep naming them).
+    async fn schedule_names(&self, ids: &[ScheduleId]) -> StoreResult<HashMap<ScheduleId, String>>;
+    /// Every schedule that has had this name: live, finished and deleted ones, oldest first.
+    async fn schedules_named(&self, name: &str) -> StoreResult<Vec<ScheduleId>>;
 
     // --- the scheduler's work ---
 

@@ -25,6 +25,7 @@ mod runs;
 mod schedules;
 mod schema;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
@@ -219,6 +220,14 @@ impl Store for SqliteStore {
 
     async fn upsert_handler_instance(&self, instance: &HandlerInstance) -> StoreResult<()> {
         handlers::upsert(self, instance).await
+    }
+
+    async fn schedule_names(&self, ids: &[ScheduleId]) -> StoreResult<HashMap<ScheduleId, String>> {
+        schedules::names(self, ids).await
+    }
+
+    async fn schedules_named(&self, name: &str) -> StoreResult<Vec<ScheduleId>> {
+        schedules::named(self, name).await
     }
 
     async fn list_handler_instances(&self) -> StoreResult<Vec<HandlerInstance>> {

@@ -15,7 +15,7 @@ use schedulezero_core::run::{AttemptOutcome, RunState};
 use schedulezero_core::schedule::Target;
 use schedulezero_core::trigger::Trigger;
 use schedulezero_engine::ScheduleSpec;
-use schedulezero_store::{RunFilter, ScheduleFilter};
+use schedulezero_store::RunFilter;
 use serde_json::{Map, Value, json};
 
 use super::input::{Body, QueryParams, json_object, limit_of, query_of};
@@ -74,14 +74,9 @@ async fn executions(State(s): St, q: QueryParams) -> Result<Response, ApiError> 
         None => records(&s, &filter).await?,
         Some(job) => {
             // Every schedule that has had this name: deleted and fired ones keep their history.
-            let named = ScheduleFilter {
-                name_contains: Some(job.clone()),
-                include_finished: true,
-                ..Default::default()
-            };
             let mut all = Vec::new();
-            for sc in s.engine.list_schedules(&named).await?.into_iter().filter(|sc| sc.name == *job) {
-                all.extend(records(&s, &RunFilter { schedule_id: Some(sc.id), ..filter.clone() }).await?);
+            for id in s.engine.store().schedules_named(job).await? {
+                all.extend(records(&s, &RunFilter { schedule_id: Some(id), ..filter.clone() }).await?);
             }
             all.sort_by(|a, b| b["scheduled_for"].as_str().cmp(&a["scheduled_for"].as_str()));
             all.truncate(limit as usize);

@@ -249,20 +249,15 @@ impl AttemptView {
     }
 }
 
-/// The names of the schedules these runs belong to (deleted schedules have none).
+/// The names of the schedules these runs belong to (deleted ones included).
 pub(crate) async fn schedule_names(
     s: &AppState,
     runs: &[Run],
 ) -> Result<HashMap<ScheduleId, String>, ApiError> {
-    let mut names = HashMap::new();
-    for id in runs.iter().filter_map(|r| r.schedule_id) {
-        if let std::collections::hash_map::Entry::Vacant(e) = names.entry(id)
-            && let Some(sc) = s.engine.get_schedule(id).await?
-        {
-            e.insert(sc.name);
-        }
-    }
-    Ok(names)
+    let mut ids: Vec<ScheduleId> = runs.iter().filter_map(|r| r.schedule_id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    Ok(s.engine.store().schedule_names(&ids).await?)
 }
 
 /// One entry per handler id (COMPAT.md §1 shape): `Connected` when any instance is, with every

@@ -1,6 +1,6 @@
 //! Schedules: insert (one or a million, set-based), get, find, update, delete, list.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -183,15 +183,21 @@ pub(super) async fn update(store: &SqliteStore, s: &Schedule) -> StoreResult<()>
 pub(super) async fn delete(store: &SqliteStore, id: ScheduleId, now: Timestamp) -> StoreResult<bool> {
     let ctx = "cannot delete a schedule";
     let mut tx = store.write(ctx).await?;
-    let deleted = sqlx::query("DELETE FROM schedules WHERE id = ?1")
+    let name: Option<String> = sqlx::query_scalar("DELETE FROM schedules WHERE id = ?1 RETURNING name")
         .bind(id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err(ctx))?;
+    let Some(name) = name else {
+        return Ok(false);
+    };
+    sqlx::query("INSERT OR REPLACE INTO deleted_schedules (id, name, deleted_at) VALUES (?1, ?2, ?3)")
+        .bind(id)
+        .bind(name)
+        .bind(ms(now))
         .execute(&mut *tx)
         .await
-        .map_err(db_err(ctx))?
-        .rows_affected();
-    if deleted == 0 {
-        return Ok(false);
-    }
+        .map_err(db_err(ctx))?;
     store.cache.forget(&id);
     // Its runs that have not started are cancelled; running ones are the dispatcher's to end.
     sqlx::query(
@@ -249,4 +255,42 @@ pub(super) async fn list(store: &SqliteStore, filter: &ScheduleFilter) -> StoreR
     }
     let rows = q.fetch_all(&store.reader).await.map_err(db_err("cannot list schedules"))?;
     rows.iter().map(schedule_from_row).collect()
+}
+
+/// The names of these schedules, deleted ones included.
+pub(super) async fn names(
+    store: &SqliteStore,
+    ids: &[ScheduleId],
+) -> StoreResult<HashMap<ScheduleId, String>> {
+    let mut out = HashMap::with_capacity(ids.len());
+    for chunk in ids.chunks(500) {
+        let marks = vec!["?"; chunk.len()].join(", ");
+        let sql = format!(
+            "SELECT id, name FROM schedules WHERE id IN ({marks}) \
+             UNION ALL SELECT id, name FROM deleted_schedules WHERE id IN ({marks})"
+        );
+        let mut query = sqlx::query_as::<_, (ScheduleId, String)>(AssertSqlSafe(sql));
+        for _ in 0..2 {
+            for id in chunk {
+                query = query.bind(*id);
+            }
+        }
+        for (id, name) in
+            query.fetch_all(&store.reader).await.map_err(db_err("cannot read schedule names"))?
+        {
+            out.insert(id, name);
+        }
+    }
+    Ok(out)
+}
+
+/// Every schedule that has had this name, deleted ones included, oldest first.
+pub(super) async fn named(store: &SqliteStore, name: &str) -> StoreResult<Vec<ScheduleId>> {
+    sqlx::query_scalar(
+        "SELECT id FROM schedules WHERE name = ?1 UNION SELECT id FROM deleted_schedules WHERE name = ?1 ORDER BY id",
+    )
+    .bind(name)
+    .fetch_all(&store.reader)
+    .await
+    .map_err(db_err("cannot find schedules by name"))
 }

@@ -1,7 +1,7 @@
 //! The migrations: an ordered list of scripts; script `i` takes the schema from version `i` to
 //! `i + 1` (`PRAGMA user_version`). Never edit a released script: append a new one.
 
-pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3];
+pub(super) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
 
 /// Version 1.
 const V1: &str = r#"
@@ -140,4 +140,14 @@ DROP INDEX runs_by_state;
 CREATE INDEX runs_by_state ON runs (state, scheduled_for)
     WHERE state NOT IN ('pending', 'running', 'retrying', 'succeeded');
 DROP INDEX runs_finished;
+"#;
+
+/// Version 4.
+const V4: &str = r#"
+-- A deleted schedule's runs stay (history) and keep naming it: its id and name move here.
+CREATE TABLE deleted_schedules (
+    id          BLOB PRIMARY KEY,
+    name        TEXT NOT NULL,
+    deleted_at  INTEGER NOT NULL
+) WITHOUT ROWID;
 "#;

@@ -68,7 +68,14 @@ async fn list(State(s): St, q: QueryParams) -> Result<Response, ApiError> {
     let q = input::query_of(q, LIST_KEYS)?;
     let limit = input::limit_of(&q, 100, 1000)?;
     let schedule_id = match q.get("schedule").filter(|v| !v.is_empty()) {
-        Some(reference) => Some(resolve(&s, reference).await?.id),
+        Some(reference) => Some(match resolve(&s, reference).await {
+            Ok(sc) => sc.id,
+            // A deleted schedule's history is still there, by its id or its name.
+            Err(not_found) => match uuid::Uuid::parse_str(reference) {
+                Ok(id) => id,
+                Err(_) => *s.engine.store().schedules_named(reference).await?.last().ok_or(not_found)?,
+            },
+        }),
         None => None,
     };
     let mut states = Vec::new();
