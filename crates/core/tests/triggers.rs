@@ -129,6 +129,26 @@ fn interval_fires_immediately_then_every_period() {
 }
 
 #[test]
+fn interval_left_to_start_now_still_fires_at_its_start_when_stored_moments_later() {
+    // The trigger is parsed at `c.now`; the schedule is stored a few milliseconds (or, on a busy
+    // machine, several hundred) later. Its first fire is still the start, not a period later.
+    let c = ctx("2026-05-01T10:00:00.250Z", chrono_tz::UTC);
+    let trigger = parse(json!({"type": "interval", "minutes": 10}), &c);
+    for later_ms in [1, 2, 40, 999, 1000] {
+        assert_eq!(
+            trigger.first_fire(c.now + TimeDelta::milliseconds(later_ms)),
+            Some(c.now),
+            "{later_ms} ms"
+        );
+    }
+    // A start well in the past is a schedule already running: its next slot, not a catch-up.
+    assert_eq!(
+        trigger.first_fire(c.now + TimeDelta::milliseconds(1001)),
+        Some(c.now + TimeDelta::minutes(10))
+    );
+}
+
+#[test]
 fn interval_units_add_up_and_accept_numeric_strings() {
     let c = ctx("2026-05-01T00:00:00Z", chrono_tz::UTC);
     let trigger = parse(

@@ -24,6 +24,9 @@ use crate::Timestamp;
 use crate::error::TriggerError;
 use crate::time::{self, FoldRule};
 
+/// How old an interval's start may be and still be its first fire when a schedule is created.
+pub const FRESH_START: TimeDelta = TimeDelta::seconds(1);
+
 /// A parsed, valid trigger. Build one with [`Trigger::parse`]; store it as [`Trigger::to_json`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Trigger {
@@ -91,10 +94,16 @@ impl Trigger {
     }
 
     /// The first fire slot of a schedule created at `now` (at or after `now`, except a date in
-    /// the past, which fires at once).
+    /// the past, which fires at once, and an interval that started less than
+    /// [`FRESH_START`] ago, which fires at its start).
     pub fn first_fire(&self, now: Timestamp) -> Option<Timestamp> {
         match &self.kind {
             TriggerKind::Date { at, .. } => Some(*at),
+            // A start left to default is "now" when the trigger is parsed, a few milliseconds
+            // before the schedule is stored: its first fire is that start, not one period later.
+            TriggerKind::Interval { start, end, .. } if *start <= now && now - *start <= FRESH_START => {
+                within(*start, *end)
+            }
             _ => self.next_after(now - TimeDelta::milliseconds(1)),
         }
     }
