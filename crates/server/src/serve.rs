@@ -113,6 +113,8 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
     let clock = Arc::new(SystemClock);
     let engine = Arc::new(Engine::start(store.clone(), clock.clone(), engine_config).await?);
     let maintenance = tokio_util::sync::CancellationToken::new();
+    // Whatever way `serve` returns, the maintenance tasks stop with it.
+    let _maintenance_stops = maintenance.clone().drop_guard();
     let policy = RetentionPolicy { keep: config.history_retention, every: config.history_purge_every };
     tokio::spawn(Retention::new(store.clone(), clock, policy).run(maintenance.clone()));
     tokio::spawn(http::metrics::upkeep(maintenance.clone()));
