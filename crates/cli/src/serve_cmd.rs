@@ -31,6 +31,9 @@ pub struct ServeArgs {
     /// `text` or `json`.
     #[arg(long)]
     log_format: Option<String>,
+    /// How long finished runs are kept, e.g. 30d, 12h, 90m; `off` (or 0) keeps them forever.
+    #[arg(long)]
+    history_retention: Option<String>,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -42,6 +45,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         database: args.database,
         log_level: args.log_level,
         log_format: args.log_format,
+        history_retention: args.history_retention,
     };
     let config = ServerConfig::load(&overrides, &|k| std::env::var(k).ok())?;
     init_logging(&config.log_level, config.log_format)?;

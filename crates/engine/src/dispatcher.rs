@@ -396,6 +396,7 @@ impl CallTask {
         let run = &self.item.dispatch.run;
         let policies = &self.item.dispatch.policies;
         let timeout = policies.timeout;
+        let now = self.shared.clock.now();
         let call = Call {
             run_id: run.id,
             attempt: self.attempt,
@@ -404,7 +405,7 @@ impl CallTask {
             params: run.target.params.clone(),
             // What is left of the timeout, which counts from the attempt's start (the claim may
             // have started it a moment before this send): handler and server agree on the end.
-            deadline: (self.started_at + timeout - self.shared.clock.now()).to_std().unwrap_or_default(),
+            deadline: (self.started_at + timeout - now).to_std().unwrap_or_default(),
         };
         let link = self.instance.link.clone();
         let no_time_left = call.deadline.is_zero();
@@ -412,6 +413,11 @@ impl CallTask {
             // Its time ran out while it waited: not sent, so it cannot run after being recorded.
             Err((AttemptOutcome::TimedOut, "its timeout passed before it could be sent".to_string()))
         } else {
+            // A run-now call has no dispatch time: it was due when it was made.
+            self.shared.metrics.dispatched(now - run.dispatch_at.unwrap_or(run.created_at));
+            if self.attempt == 1 && run.schedule_id.is_some() {
+                self.shared.metrics.first_attempt_started(self.started_at - run.scheduled_for);
+            }
             tokio::select! {
                 r = link.call(call) => r.map_err(|e| match e {
                     LinkError::Cancelled => (AttemptOutcome::Cancelled, e.to_string()),

@@ -21,6 +21,7 @@ use crate::config::EngineConfig;
 use crate::dispatcher::{self, AttemptReport, DispatcherHandle, Item};
 use crate::events::{Event, EventBus, ScheduleChange};
 use crate::local::LocalHandler;
+use crate::metrics::EngineMetrics;
 use crate::recorder::{self, RecorderHandle};
 use crate::registry::{Instance, InstanceSpec, Registry};
 use crate::scheduler;
@@ -106,6 +107,7 @@ impl Engine {
             config,
             wake: tokio::sync::Notify::new(),
             activity: Activity::new(),
+            metrics: EngineMetrics::register(),
         });
         let recorder = recorder::spawn(shared.clone());
         let dispatcher = dispatcher::spawn(shared.clone(), recorder.clone());

@@ -10,6 +10,7 @@
 //! - [`registry`]: handler id → instances, round robin with capacity.
 //! - `recorder`: group-commits attempt outcomes, then announces them.
 //! - [`events`]: the broadcast the dashboard, SSE and metrics listen to.
+//! - [`metrics`]: counters and histograms through the `metrics` facade (no-ops without a recorder).
 //! - [`clock`]: system or virtual time; [`config`]: settings and defaults.
 //! - [`embedded`]: the whole engine in-process on a SQLite file, with local handlers.
 
@@ -21,6 +22,7 @@ pub mod engine;
 pub mod events;
 pub mod link;
 pub mod local;
+pub mod metrics;
 mod recorder;
 pub mod registry;
 mod scheduler;

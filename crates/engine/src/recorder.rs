@@ -118,6 +118,7 @@ fn announce(shared: &Shared, batch: &[Ended]) {
     let mut wake = false;
     for e in batch {
         let run_id: RunId = e.end.attempt.run_id;
+        shared.metrics.attempt_ended(e.end.attempt.outcome);
         match e.end.next {
             NextStep::Retry { at } => {
                 wake = true;
@@ -129,6 +130,7 @@ fn announce(shared: &Shared, batch: &[Ended]) {
                 });
             }
             NextStep::Finish(state) => {
+                shared.metrics.run_finished(state);
                 wake |= e.may_release_queued;
                 shared.events.publish(Event::RunFinished {
                     run_id,

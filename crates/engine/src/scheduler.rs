@@ -78,6 +78,7 @@ async fn tick(
             tokio::spawn(async move { d.cancel(run).await });
         }
         handed += claimed.slots;
+        shared.metrics.claimed(claimed.slots, claimed.ready.len());
         hand_on(shared, dispatcher, claimed.ready);
         if claimed.schedules < batch {
             break;

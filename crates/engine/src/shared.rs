@@ -10,6 +10,7 @@ use tokio::sync::{Notify, watch};
 use crate::clock::Clock;
 use crate::config::EngineConfig;
 use crate::events::EventBus;
+use crate::metrics::EngineMetrics;
 use crate::registry::Registry;
 
 pub(crate) struct Shared {
@@ -21,6 +22,7 @@ pub(crate) struct Shared {
     /// Wakes the scheduler loop before its planned time (a new schedule, a retry).
     pub wake: Notify,
     pub activity: Activity,
+    pub metrics: EngineMetrics,
 }
 
 impl Shared {

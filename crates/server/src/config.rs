@@ -3,8 +3,10 @@
 //! original's names, ../shared/COMPAT.md §4), a command-line flag.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use serde::Deserialize;
+use chrono::TimeDelta;
+use serde::{Deserialize, Deserializer};
 use thiserror::Error;
 
 use crate::deployment::Deployment;
@@ -42,6 +44,11 @@ pub struct ServerConfig {
     pub allowed_hosts: Vec<String>,
     /// Origins (`https://app.example`) allowed to send mutating requests from a browser.
     pub allowed_origins: Vec<String>,
+    /// How long finished runs are kept (default 30 days; `None`: forever).
+    pub history_retention: Option<TimeDelta>,
+    /// How often the retention service purges (default hourly; only
+    /// `SCHEDULEZERO_HISTORY_PURGE_EVERY` changes it, for tests).
+    pub history_purge_every: Duration,
 }
 
 /// Settings given on the command line (each wins over the file and the environment).
@@ -54,6 +61,7 @@ pub struct Overrides {
     pub database: Option<String>,
     pub log_level: Option<String>,
     pub log_format: Option<String>,
+    pub history_retention: Option<String>,
 }
 
 #[derive(Debug, Error)]
@@ -90,6 +98,19 @@ struct FileServer {
     admin_contact: Option<String>,
     allowed_hosts: Option<Vec<String>>,
     allowed_origins: Option<Vec<String>>,
+    history_retention: Option<RetentionValue>,
+}
+
+/// `history_retention` as written in the file: parsed while the file is read, so a bad value is
+/// reported with the file's line and key.
+#[derive(Debug)]
+struct RetentionValue(Option<TimeDelta>);
+
+impl<'de> Deserialize<'de> for RetentionValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        parse_retention(&text).map(RetentionValue).map_err(serde::de::Error::custom)
+    }
 }
 
 impl ServerConfig {
@@ -128,6 +149,8 @@ impl ServerConfig {
             admin_contact: file.admin_contact.unwrap_or_default(),
             allowed_hosts: file.allowed_hosts.unwrap_or_default(),
             allowed_origins: file.allowed_origins.unwrap_or_default(),
+            history_retention: file.history_retention.map_or(Some(TimeDelta::days(30)), |r| r.0),
+            history_purge_every: Duration::from_secs(3600),
             deployment,
         };
 
@@ -155,6 +178,20 @@ impl ServerConfig {
         if let Some(format) = env("SCHEDULEZERO_LOG_FORMAT") {
             c.log_format = parse_format("SCHEDULEZERO_LOG_FORMAT", &format)?;
         }
+        if let Some(v) = env("SCHEDULEZERO_HISTORY_RETENTION") {
+            c.history_retention = parse_retention(&v).map_err(|message| ConfigError::Env {
+                var: "SCHEDULEZERO_HISTORY_RETENTION".into(),
+                message,
+            })?;
+        }
+        if let Some(v) = env("SCHEDULEZERO_HISTORY_PURGE_EVERY") {
+            let var = "SCHEDULEZERO_HISTORY_PURGE_EVERY";
+            let every = parse_retention(&v)
+                .and_then(|d| d.ok_or_else(|| "must be more than 0".to_string()))
+                .and_then(|d| d.to_std().map_err(|e| e.to_string()))
+                .map_err(|message| ConfigError::Env { var: var.into(), message })?;
+            c.history_purge_every = every;
+        }
 
         if let Some(v) = &flags.http {
             c.http = v.clone();
@@ -170,6 +207,10 @@ impl ServerConfig {
         }
         if let Some(v) = &flags.log_format {
             c.log_format = parse_format("--log-format", v)?;
+        }
+        if let Some(v) = &flags.history_retention {
+            c.history_retention = parse_retention(v)
+                .map_err(|message| ConfigError::Invalid { field: "--history-retention".into(), message })?;
         }
         c.validate()?;
         Ok(c)
@@ -230,6 +271,35 @@ fn parse_port(var: &str, value: &str) -> Result<u16, ConfigError> {
         var: var.into(),
         message: format!("'{value}' is not a port number (0-65535; 0 picks a free port)"),
     })
+}
+
+/// A retention: a whole number and a unit (`s`, `m`, `h`, `d`), or `0`/`off` for "forever".
+fn parse_retention(value: &str) -> Result<Option<TimeDelta>, String> {
+    let v = value.trim().to_ascii_lowercase();
+    let bad = || {
+        format!(
+            "'{value}' is not a retention: give a whole number and a unit (s, m, h or d), like \"30d\" or \"12h\", or \"off\" to keep history forever"
+        )
+    };
+    if v == "off" || v == "0" {
+        return Ok(None);
+    }
+    let split = v.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+    let (number, unit) = v.split_at(split);
+    let n: i64 = number.parse().map_err(|_| bad())?;
+    let unit_s = match unit.trim() {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(bad()),
+    };
+    // A century is past any sensible retention, and keeps the arithmetic far from overflow.
+    let s = n
+        .checked_mul(unit_s)
+        .filter(|s| *s <= 100 * 365 * 86_400)
+        .ok_or_else(|| format!("'{value}' is longer than a century; use \"off\" to keep history forever"))?;
+    Ok((s > 0).then(|| TimeDelta::seconds(s)))
 }
 
 fn parse_format(source: &str, value: &str) -> Result<LogFormat, ConfigError> {
@@ -301,6 +371,69 @@ mod tests {
             .unwrap();
         let e = load(dir.path(), Overrides::default(), &[]).unwrap_err().to_string();
         assert!(e.contains("schedulezero.toml") && e.contains("line 3") && e.contains("htpp_port"), "{e}");
+    }
+
+    #[test]
+    fn history_retention_from_file_environment_and_flag() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = load(dir.path(), Overrides::default(), &[]).unwrap();
+        assert_eq!(c.history_retention, Some(TimeDelta::days(30)), "default");
+        assert_eq!(c.history_purge_every, Duration::from_secs(3600), "default");
+        let d = dir.path().join("deployments/default");
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("schedulezero.toml"), "[server]\nhistory_retention = \"12h\"\n").unwrap();
+        assert_eq!(
+            load(dir.path(), Overrides::default(), &[]).unwrap().history_retention,
+            Some(TimeDelta::hours(12))
+        );
+        let vars = [("SCHEDULEZERO_HISTORY_RETENTION", "off"), ("SCHEDULEZERO_HISTORY_PURGE_EVERY", "2s")];
+        let c = load(dir.path(), Overrides::default(), &vars).unwrap();
+        assert_eq!((c.history_retention, c.history_purge_every), (None, Duration::from_secs(2)));
+        let flags = Overrides { history_retention: Some("90m".into()), ..Default::default() };
+        assert_eq!(load(dir.path(), flags, &vars).unwrap().history_retention, Some(TimeDelta::minutes(90)));
+    }
+
+    #[test]
+    fn retention_spellings() {
+        assert_eq!(parse_retention("30d"), Ok(Some(TimeDelta::days(30))));
+        assert_eq!(parse_retention(" 45S "), Ok(Some(TimeDelta::seconds(45))));
+        assert_eq!(parse_retention("0"), Ok(None));
+        assert_eq!(parse_retention("OFF"), Ok(None));
+        for bad in ["", "30", "d", "30x", "-1d", "1.5h", "30 days", "99999999999999999999d"] {
+            assert!(parse_retention(bad).is_err(), "{bad:?} is refused");
+        }
+        assert!(parse_retention("36501d").unwrap_err().contains("century"));
+    }
+
+    #[test]
+    fn a_bad_retention_names_the_file_line_and_key_or_its_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("deployments/default");
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(
+            d.join("schedulezero.toml"),
+            "[server]\nhttp = \"127.0.0.1:0\"\nhistory_retention = \"30 days\"\n",
+        )
+        .unwrap();
+        let e = load(dir.path(), Overrides::default(), &[]).unwrap_err().to_string();
+        assert!(
+            e.contains("schedulezero.toml") && e.contains("line 3") && e.contains("history_retention"),
+            "{e}"
+        );
+        assert!(e.contains("'30 days' is not a retention"), "{e}");
+        std::fs::remove_file(d.join("schedulezero.toml")).unwrap();
+        let e = load(dir.path(), Overrides::default(), &[("SCHEDULEZERO_HISTORY_RETENTION", "soon")])
+            .unwrap_err();
+        assert!(
+            e.to_string().starts_with("environment variable SCHEDULEZERO_HISTORY_RETENTION: 'soon'"),
+            "{e}"
+        );
+        let e =
+            load(dir.path(), Overrides::default(), &[("SCHEDULEZERO_HISTORY_PURGE_EVERY", "0")]).unwrap_err();
+        assert!(e.to_string().contains("SCHEDULEZERO_HISTORY_PURGE_EVERY"), "{e}");
+        let flags = Overrides { history_retention: Some("1w".into()), ..Default::default() };
+        let e = load(dir.path(), flags, &[]).unwrap_err();
+        assert!(e.to_string().starts_with("--history-retention: '1w'"), "{e}");
     }
 
     #[test]

@@ -7,12 +7,15 @@
 //! - [`database`]: database URLs in our spellings and the original's.
 //! - [`deployment`]: where a deployment's files live, and the runtime file with bound addresses.
 //! - [`serve`]: start-up checks (PID file, ports), running, graceful stop.
-//! - `http`: the HTTP API (`compat`: the original's routes, ../shared/COMPAT.md §1).
+//! - [`retention`]: the maintenance service that purges run history past its retention.
+//! - `http`: the HTTP API (`compat`: the original's routes, ../shared/COMPAT.md §1; `metrics`:
+//!   `GET /metrics` in the Prometheus format).
 
 pub mod config;
 pub mod database;
 pub mod deployment;
 mod http;
+pub mod retention;
 pub mod serve;
 
 pub use config::{ConfigError, Overrides, ServerConfig};

@@ -24,6 +24,7 @@ use crate::config::ServerConfig;
 use crate::database::{self, Database};
 use crate::deployment::{LastPorts, Runtime};
 use crate::http::{self, AppState};
+use crate::retention::{Retention, RetentionPolicy};
 
 #[derive(Debug, Error)]
 pub enum ServeError {
@@ -101,11 +102,22 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
         std::fs::create_dir_all(dir).map_err(|e| ServeError::Files(format!("{}: {e}", dir.display())))?;
     }
     let store = Arc::new(SqliteStore::open_path(&path).await?);
+    // Before the engine starts: its metric handles bind to the recorder installed then.
+    http::metrics::install();
     let engine_config = EngineConfig {
         shutdown_grace: Duration::from_secs(config.shutdown_grace_s),
+        // The retention service below purges instead of the engine's own loop.
+        history_retention: None,
         ..EngineConfig::default()
     };
-    let engine = Arc::new(Engine::start(store.clone(), Arc::new(SystemClock), engine_config).await?);
+    let clock = Arc::new(SystemClock);
+    let engine = Arc::new(Engine::start(store.clone(), clock.clone(), engine_config).await?);
+    let maintenance = tokio_util::sync::CancellationToken::new();
+    // Whatever way `serve` returns, the maintenance tasks stop with it.
+    let _maintenance_stops = maintenance.clone().drop_guard();
+    let policy = RetentionPolicy { keep: config.history_retention, every: config.history_purge_every };
+    tokio::spawn(Retention::new(store.clone(), clock, policy).run(maintenance.clone()));
+    tokio::spawn(http::metrics::upkeep(maintenance.clone()));
 
     let last = deployment.read_last_ports();
     let transport_config = TransportConfig {
@@ -210,6 +222,7 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
     }
 
     tracing::info!("stopping: calls in flight get {} s to finish", config.shutdown_grace_s);
+    maintenance.cancel();
     engine.shutdown().await;
     transport.shutdown().await;
     store.close().await;

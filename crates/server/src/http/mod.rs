@@ -5,6 +5,7 @@
 //!   unchanged.
 //! - `native`: schedules, runs, handlers, trigger preview; OpenAPI document and Swagger UI.
 //! - `events`: server-sent events and readiness.
+//! - `metrics`: `GET /metrics` in the Prometheus text format, and the process's recorder.
 //! - `views`: the JSON shapes of schedules, runs and handlers, shared by both APIs.
 //! - `input`: bodies and query strings, with errors that name the field.
 //! - `hygiene`: Host check, cross-origin refusal; `error`: the error body.
@@ -14,6 +15,7 @@ mod error;
 mod events;
 mod hygiene;
 mod input;
+pub(crate) mod metrics;
 mod native;
 mod views;
 
@@ -45,6 +47,7 @@ pub(crate) fn router(state: Arc<AppState>, guard: hygiene::Guard) -> Router {
     compat::routes()
         .merge(native::routes())
         .merge(events::routes())
+        .merge(metrics::routes())
         .fallback(|| async { ApiError::not_found("no such route; see GET / for what this server offers") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "this route does not take that method")
