@@ -5,12 +5,10 @@
 //! The process helpers are a trimmed copy of those in tests/serve.rs (that file is not ours to
 //! share from).
 
+mod support;
+
 use std::collections::BTreeMap;
-use std::io::{BufRead, Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use chrono::{TimeDelta, Utc};
@@ -18,90 +16,16 @@ use schedulezero_core::run::{Run, RunId, RunState};
 use schedulezero_core::schedule::Target;
 use schedulezero_store::{SqliteStore, Store};
 use serde_json::{Value, json};
-
-/// A child process killed by PID when dropped, its stdout and stderr lines collected.
-struct Proc {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Proc {
-    fn spawn(mut cmd: Command) -> Proc {
-        cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null());
-        let mut child = cmd.spawn().expect("process starts");
-        let (tx, rx) = mpsc::channel();
-        for pipe in [
-            Box::new(child.stdout.take().expect("stdout piped")) as Box<dyn Read + Send>,
-            Box::new(child.stderr.take().expect("stderr piped")),
-        ] {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
-                    let _ = tx.send(line);
-                }
-            });
-        }
-        Proc { child, lines: rx, seen: Vec::new() }
-    }
-
-    /// Lines printed so far.
-    fn drain(&mut self) -> &[String] {
-        while let Ok(line) = self.lines.try_recv() {
-            self.seen.push(line);
-        }
-        &self.seen
-    }
-
-    /// The first line, printed so far or within the time given, that holds `marker`.
-    fn wait_line(&mut self, marker: &str, within: Duration) -> String {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(line) = self.drain().iter().find(|l| l.contains(marker)) {
-                return line.clone();
-            }
-            assert!(Instant::now() < deadline, "no line with '{marker}' within {within:?}: {:?}", self.seen);
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn term(&self) {
-        let ok = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
-        assert!(ok.is_ok_and(|s| s.success()));
-    }
-
-    fn wait_exit(&mut self, within: Duration) -> i32 {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return status.code().unwrap_or(-1);
-            }
-            assert!(Instant::now() < deadline, "did not exit within {within:?}: {:?}", self.drain());
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use support::{Proc, http_raw, runtime, serve_with_env, v1_handler};
 
 /// Starts `serve` on ports chosen by the OS; returns it and its HTTP address (host:port), read
 /// from the runtime file.
 fn serve(root: &Path, args: &[&str], env: &[(&str, &str)]) -> (Proc, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_schedulezero"));
-    cmd.arg("serve")
-        .arg("--root")
-        .arg(root)
-        .args(["--http", "127.0.0.1:0", "--zmq", "tcp://127.0.0.1:0"])
-        .args(args)
-        .env_remove("SCHEDULEZERO_DEPLOYMENT")
-        .env_remove("SCHEDULEZERO_HISTORY_RETENTION")
-        .envs(env.iter().copied());
-    let mut p = Proc::spawn(cmd);
+    let all: Vec<&str> = ["--http", "127.0.0.1:0", "--zmq", "tcp://127.0.0.1:0"]
+        .into_iter()
+        .chain(args.iter().copied())
+        .collect();
+    let mut p = serve_with_env(root, &all, env);
     p.wait_line("  http ", Duration::from_secs(30));
     let addr = runtime(root)["http"]
         .as_str()
@@ -111,32 +35,9 @@ fn serve(root: &Path, args: &[&str], env: &[(&str, &str)]) -> (Proc, String) {
     (p, addr)
 }
 
-fn runtime(root: &Path) -> Value {
-    let path = root.join("deployments/default/run/server.json");
-    serde_json::from_slice(&std::fs::read(&path).expect("runtime file")).expect("runtime file is JSON")
-}
-
-/// One HTTP/1.1 request over a plain TCP socket: (status, headers in lower case, body).
+/// `GET`-style request: (status, headers in lower case, body).
 fn http(addr: &str, method: &str, path: &str, body: Option<&str>) -> (u16, BTreeMap<String, String>, String) {
-    let mut s = TcpStream::connect(addr).expect("connects");
-    s.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout set");
-    let body = body.unwrap_or("");
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).expect("request sent");
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).expect("response read");
-    let (head, text) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-    let mut lines = head.lines();
-    let status =
-        lines.next().and_then(|l| l.split_whitespace().nth(1)).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    (status, headers, text.to_string())
+    http_raw(addr, method, path, body, &format!("Host: {addr}"))
 }
 
 /// One sample of the Prometheus text format: name and labels → value.
@@ -249,14 +150,6 @@ fn assert_histogram(s: &Samples, name: &str) -> f64 {
     count
 }
 
-/// The version-1 pyzmq handler of the transport tests (../shared/COMPAT.md §3 by the letter).
-fn v1_handler(endpoint: &str, handler_id: &str, log: &Path) -> Proc {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../transport/tests/support/v1_handler.py");
-    let mut cmd = Command::new("python3");
-    cmd.arg("-u").arg(script).arg(endpoint).arg(handler_id).arg(log);
-    Proc::spawn(cmd)
-}
-
 const CONNECTED: &str = "schedulezero_handlers_connected";
 const FINISHED: &str = "schedulezero_runs_finished_total";
 
@@ -320,7 +213,7 @@ fn metrics_count_real_runs_and_follow_a_handler_that_comes_and_is_killed() {
     assert_eq!(value(&s, "schedulezero_runs_in_flight", &[]), Some(0.0));
 
     server.term();
-    assert_eq!(server.wait_exit(Duration::from_secs(30)), 0);
+    assert_eq!(server.wait_exit(Duration::from_secs(30)).0, 0);
 }
 
 fn finished_run(finished_ago: TimeDelta) -> Run {
@@ -410,7 +303,7 @@ fn history_past_retention_is_purged_at_start() {
     let (mut server, _) = serve(root.path(), &["--history-retention", "1h", "--log-format", "json"], &[]);
     assert_eq!(wait_purges(&mut server, 1, Duration::from_secs(30)), [1]);
     server.term();
-    assert_eq!(server.wait_exit(Duration::from_secs(30)), 0);
+    assert_eq!(server.wait_exit(Duration::from_secs(30)).0, 0);
     assert_eq!(kept(&rt, &db, &[&old, &recent, &active]), [false, true, true]);
 }
 
@@ -433,7 +326,7 @@ fn history_is_purged_again_at_each_interval() {
         "the edge run, once past retention"
     );
     server.term();
-    assert_eq!(server.wait_exit(Duration::from_secs(30)), 0);
+    assert_eq!(server.wait_exit(Duration::from_secs(30)).0, 0);
     assert_eq!(kept(&rt, &db, &[&edge, &recent]), [false, true]);
 }
 
@@ -447,7 +340,7 @@ fn history_retention_off_keeps_everything() {
     let (mut server, _) = serve(root.path(), &["--log-format", "json"], &[]);
     server.wait_line("kept forever", Duration::from_secs(30));
     server.term();
-    assert_eq!(server.wait_exit(Duration::from_secs(30)), 0);
+    assert_eq!(server.wait_exit(Duration::from_secs(30)).0, 0);
     assert!(purges(&mut server).is_empty());
     assert_eq!(kept(&rt, &db, &[&ancient]), [true]);
 }

@@ -43,10 +43,10 @@ pub fn describe() {
     describe_counter!(
         FIRES,
         Unit::Count,
-        "Fire slots claimed by this node's scheduler. outcome=run: the slot became a run due at \
-         once, handed to the dispatcher. outcome=other: every other claimed slot (a jittered run \
-         dispatched later, a run queued behind an active one, missed slots, skipped slots); the \
-         claim reports these together."
+        "Fire slots claimed by this node's scheduler, by what became of them. outcome=run: a run \
+         due at once, handed to the dispatcher; later: a run due later (jitter); queued: a run \
+         waiting for the schedule's active run (overlap queue_one); skipped: recorded skipped \
+         (overlap); missed: recorded missed (misfire policy), each slot of a folded row counted."
     );
     describe_counter!(
         RUNS_FINISHED,
@@ -77,8 +77,8 @@ pub fn describe() {
 
 /// The engine's handles, registered once at start.
 pub(crate) struct EngineMetrics {
-    fires_run: Counter,
-    fires_other: Counter,
+    /// One per fate: run, later, queued, skipped, missed.
+    fires: [Counter; 5],
     /// One per final state.
     runs_finished: Vec<(RunState, Counter)>,
     /// One per attempt outcome, in the order of `OUTCOMES`.
@@ -91,8 +91,7 @@ impl EngineMetrics {
     /// Registers with the recorder installed now (none: no-op handles).
     pub fn register() -> Self {
         Self {
-            fires_run: counter!(FIRES, "outcome" => "run"),
-            fires_other: counter!(FIRES, "outcome" => "other"),
+            fires: ["run", "later", "queued", "skipped", "missed"].map(|o| counter!(FIRES, "outcome" => o)),
             runs_finished: RunState::ALL
                 .into_iter()
                 .filter(|s| s.is_terminal() && !matches!(s, RunState::Missed | RunState::Skipped))
@@ -107,10 +106,12 @@ impl EngineMetrics {
         }
     }
 
-    /// A claim took `slots` slots, `run` of which became runs dispatched at once.
-    pub fn claimed(&self, slots: usize, run: usize) {
-        self.fires_run.increment(run as u64);
-        self.fires_other.increment(slots.saturating_sub(run) as u64);
+    /// What one claim did with the slots it took.
+    pub fn claimed(&self, batch: &schedulezero_store::ClaimBatch) {
+        let counts = [batch.ready.len(), batch.later, batch.queued, batch.skipped, batch.missed];
+        for (counter, n) in self.fires.iter().zip(counts) {
+            counter.increment(n as u64);
+        }
     }
 
     pub fn attempt_ended(&self, outcome: AttemptOutcome) {

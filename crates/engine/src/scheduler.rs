@@ -78,7 +78,7 @@ async fn tick(
             tokio::spawn(async move { d.cancel(run).await });
         }
         handed += claimed.slots;
-        shared.metrics.claimed(claimed.slots, claimed.ready.len());
+        shared.metrics.claimed(&claimed);
         hand_on(shared, dispatcher, claimed.ready);
         if claimed.schedules < batch {
             break;

@@ -407,6 +407,7 @@ pub async fn claim_can_start_ready_runs_in_its_own_commit(store: Arc<dyn Store>)
     store.insert_schedule(&jittered).await.expect("insert");
     let batch = store.claim_due("node-a", t0(), 100, true).await.expect("claim");
     assert_eq!((batch.slots, batch.ready.len()), (2, 1), "the jittered slot waits");
+    assert_eq!((batch.later, batch.queued, batch.skipped, batch.missed), (1, 0, 0, 0));
     let run = batch.ready[0].run.clone();
     assert_eq!((run.state, run.attempt, run.started_at), (RunState::Running, 1, Some(t0())));
     assert_eq!(get_run(&store, &run).await, run, "the dispatched run is the stored run");
@@ -511,6 +512,7 @@ pub async fn coalesce_after_gap_runs_latest_slot_and_records_missed(store: Arc<d
     let batch = claim(&store, at(55)).await;
     assert_eq!(batch.slots, 6);
     assert_eq!(batch.ready.len(), 1);
+    assert_eq!((batch.missed, batch.later), (5, 0));
     assert_eq!(batch.ready[0].run.scheduled_for, at(50));
     let runs = runs_of(&store, &s).await;
     assert_eq!(
@@ -535,6 +537,7 @@ pub async fn long_outage_folds_missed_slots_into_one_row(store: Arc<dyn Store>) 
     store.insert_schedule(&s).await.expect("insert");
     let batch = claim(&store, at(1500)).await;
     assert_eq!(batch.slots, 1501, "every slot is accounted for");
+    assert_eq!(batch.missed, 1500, "the folded row counts every slot it stands for");
     assert_eq!(batch.ready.len(), 1);
     assert_eq!(batch.ready[0].run.scheduled_for, at(1500));
     let runs = runs_of(&store, &s).await;
@@ -587,6 +590,7 @@ pub async fn overlap_skip_records_skipped_while_a_run_is_active(store: Arc<dyn S
     let first = claim(&store, t0()).await.ready.remove(0).run;
     let batch = claim(&store, at(10)).await;
     assert!(batch.ready.is_empty(), "a pending run is active");
+    assert_eq!(batch.skipped, 1);
     start(&store, &first, 1, at(11)).await;
     assert!(claim(&store, at(20)).await.ready.is_empty(), "a running run is active");
     finish(&store, &first, 1, AttemptOutcome::Succeeded, at(21)).await;
@@ -607,8 +611,8 @@ pub async fn overlap_queue_one_releases_queued_run_when_active_finishes(store: A
     start(&store, &first, 1, at(1)).await;
     let batch = claim(&store, at(10)).await;
     assert!(batch.ready.is_empty());
-    assert_eq!(batch.slots, 1);
-    assert!(claim(&store, at(20)).await.ready.is_empty());
+    assert_eq!((batch.slots, batch.queued), (1, 1));
+    assert_eq!(claim(&store, at(20)).await.skipped, 1, "the queue holds one");
     let runs = runs_of(&store, &s).await;
     assert_eq!(states(&runs), vec![RunState::Running, RunState::Pending, RunState::Skipped]);
     let queued = runs[1].clone();

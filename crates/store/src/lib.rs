@@ -76,6 +76,14 @@ pub struct ClaimBatch {
     pub schedules: usize,
     /// Slots claimed in all (run, queued, missed and skipped alike).
     pub slots: usize,
+    /// Of those: runs due later (jitter), stored pending for `lease_due_runs`.
+    pub later: usize,
+    /// Runs queued behind an active run of their schedule (overlap `queue_one`).
+    pub queued: usize,
+    /// Slots recorded `skipped` (overlap `skip`, or a queue already full).
+    pub skipped: usize,
+    /// Slots recorded `missed` (misfire policy), counting every slot a folded row stands for.
+    pub missed: usize,
 }
 
 /// An attempt about to be sent: committed before the send, so a crash after it is seen.

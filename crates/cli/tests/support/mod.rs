@@ -3,6 +3,7 @@
 //! socket, and the version-1 pyzmq handler of the transport tests.
 #![allow(dead_code)] // each test file uses its own subset
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -36,6 +37,14 @@ impl Proc {
             });
         }
         Proc { child, lines: rx, seen: Vec::new() }
+    }
+
+    /// Lines printed so far.
+    pub fn drain(&mut self) -> &[String] {
+        while let Ok(line) = self.lines.try_recv() {
+            self.seen.push(line);
+        }
+        &self.seen
     }
 
     /// The first line, printed so far or within the time given, that holds `marker`.
@@ -85,9 +94,24 @@ impl Drop for Proc {
 }
 
 pub fn serve(root: &Path, args: &[&str]) -> Proc {
+    serve_with_env(root, args, &[])
+}
+
+/// `serve` with environment variables set (none of the caller's `SCHEDULEZERO_*` leak in).
+pub fn serve_with_env(root: &Path, args: &[&str], env: &[(&str, &str)]) -> Proc {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_schedulezero"));
-    cmd.arg("serve").arg("--root").arg(root).args(args).env_remove("SCHEDULEZERO_DEPLOYMENT");
+    cmd.arg("serve").arg("--root").arg(root).args(args);
+    for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("SCHEDULEZERO_")) {
+        cmd.env_remove(key);
+    }
+    cmd.envs(env.iter().copied());
     Proc::spawn(cmd)
+}
+
+/// The deployment's runtime file (the addresses the server bound).
+pub fn runtime(root: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(runtime_file(root)).expect("runtime file"))
+        .expect("runtime file is JSON")
 }
 
 /// Starts on ports chosen by the OS; returns the process and its HTTP base address.
@@ -105,19 +129,37 @@ pub fn http(addr: &str, method: &str, path: &str, body: Option<&str>) -> (u16, V
 
 /// The same, with the given header lines (the `Host` one included).
 pub fn http_with(addr: &str, method: &str, path: &str, body: Option<&str>, headers: &str) -> (u16, Value) {
+    let (status, _, text) = http_raw(addr, method, path, body, headers);
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+/// One request: (status, response headers in lower case, body text).
+pub fn http_raw(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    headers: &str,
+) -> (u16, BTreeMap<String, String>, String) {
     let mut s = TcpStream::connect(addr).expect("connects");
-    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout set");
     let body = body.unwrap_or("");
     let req = format!(
         "{method} {path} HTTP/1.1\r\n{headers}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
-    s.write_all(req.as_bytes()).unwrap();
+    s.write_all(req.as_bytes()).expect("request sent");
     let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
+    s.read_to_string(&mut raw).expect("response read");
     let (head, text) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-    let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    (status, serde_json::from_str(text).unwrap_or(Value::String(text.to_string())))
+    let mut lines = head.lines();
+    let status =
+        lines.next().and_then(|l| l.split_whitespace().nth(1)).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    (status, headers, text.to_string())
 }
 
 pub fn runtime_file(root: &Path) -> PathBuf {

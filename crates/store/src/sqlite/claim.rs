@@ -401,6 +401,13 @@ pub(super) async fn claim_due(
             continue;
         }
         batch.slots += p.slot_count as usize;
+        match p.state {
+            RunState::Missed => batch.missed += p.slot_count as usize,
+            RunState::Skipped => batch.skipped += 1,
+            _ if p.dispatch_at.is_none() => batch.queued += 1,
+            _ if !p.leased => batch.later += 1,
+            _ => {}
+        }
         if !p.leased {
             continue;
         }
