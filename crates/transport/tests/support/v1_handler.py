@@ -11,8 +11,14 @@ It uses only pyzmq (not ScheduleZero's SDK), like handlers written for the origi
 Usage: v1_handler.py SERVER_ENDPOINT HANDLER_ID CALL_LOG
 Prints `registered <address>` on stdout each time the server accepts its registration.
 Every call it receives is appended to CALL_LOG as one JSON line before it runs.
+
+Methods: `echo` (returns {"echo": params}), `sleep` ({"seconds": S}), `fail` (raises
+params.message), `value` (returns params.value, not a dict) and `gate` ({"path": P, "timeout": S}:
+returns once the file P exists, fails after S seconds, default 60), which lets a test hold calls
+in flight for exactly as long as it needs, whatever the machine's speed.
 """
 import json
+import os
 import signal
 import sys
 import threading
@@ -47,7 +53,24 @@ def method_value(params):
     return params.get("value")  # not a dict: wrapped as {"success": true, "result": value}
 
 
-METHODS = {"echo": method_echo, "sleep": method_sleep, "fail": method_fail, "value": method_value}
+def method_gate(params):
+    path = params["path"]
+    started = time.time()
+    deadline = started + float(params.get("timeout", 60))
+    while not os.path.exists(path):
+        if time.time() > deadline:
+            raise RuntimeError(f"gate {path} still closed after {params.get('timeout', 60)} s")
+        time.sleep(0.02)
+    return {"gate": path, "waited_s": round(time.time() - started, 3)}
+
+
+METHODS = {
+    "echo": method_echo,
+    "sleep": method_sleep,
+    "fail": method_fail,
+    "value": method_value,
+    "gate": method_gate,
+}
 
 
 def server_request(sock, method, params):
