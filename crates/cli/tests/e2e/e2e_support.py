@@ -29,10 +29,10 @@ class Failure(Exception):
     """A check that did not hold: the message says what was expected and what was seen."""
 
 
-def check(cond, what, seen=None):
-    """Prints `ok  <what>` when `cond` holds; otherwise fails naming what was seen."""
+def check(cond, what, seen=None, hint=""):
+    """Prints `ok  <what>` when `cond` holds; otherwise fails naming what was seen (and `hint`)."""
     if not cond:
-        raise Failure(f"{what}\n    seen: {short(seen)}")
+        raise Failure(f"{what}\n    seen: {short(seen)}{hint}")
     print(f"  ok  {what}", flush=True)
 
 
@@ -41,7 +41,7 @@ def short(value, limit=1500):
     return text if len(text) <= limit else text[:limit] + f"… ({len(text)} chars)"
 
 
-def poll(what, probe, within):
+def poll(what, probe, within, hint=""):
     """Calls `probe` until it returns (True, value), then returns value. `within` has ≥3× slack
     over what the behaviour needs on an idle machine: the machine may be shared and slow."""
     deadline = time.monotonic() + within
@@ -52,7 +52,7 @@ def poll(what, probe, within):
             print(f"  ok  {what}", flush=True)
             return seen
         if time.monotonic() > deadline:
-            raise Failure(f"{what}: not within {within} s\n    last seen: {short(seen)}")
+            raise Failure(f"{what}: not within {within} s\n    last seen: {short(seen)}{hint}")
         time.sleep(0.05)
 
 
@@ -288,7 +288,10 @@ def main(description, body):
         return 1
 
     # The test runner stops a script that hangs with SIGTERM: unwind so `finally` kills children.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    def stopped(*_):
+        raise Failure("stopped by SIGTERM (the test runner's time limit?)")
+
+    signal.signal(signal.SIGTERM, stopped)
     workdir = tempfile.mkdtemp(prefix="schedulezero-e2e-")
     procs = Procs()
     started = time.monotonic()
