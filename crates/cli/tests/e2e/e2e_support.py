@@ -22,7 +22,11 @@ import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_HANDLER = os.path.normpath(os.path.join(HERE, "../../../transport/tests/support/v1_handler.py"))
-DEFAULT_BIN = os.path.normpath(os.path.join(HERE, "../../../../target/debug/schedulezero"))
+DEFAULT_BIN = os.path.join(
+    os.environ.get("CARGO_TARGET_DIR") or os.path.normpath(os.path.join(HERE, "../../../../target")),
+    "debug",
+    "schedulezero",
+)
 
 
 class Failure(Exception):
