@@ -47,18 +47,32 @@ def run(binary, handler_script, workdir, procs):
     def calls():
         return [c["params"]["job"] for h in handlers for c in h.calls()]
 
-    def all_busy():
-        running = sorted(r["job_id"] for r in server.records("&status=running"))
-        received = sorted(calls())
-        # The claim starts every due run at once (docs/ENGINE.md): runs waiting for a free
-        # instance are `running` too, their attempt committed before it is sent.
-        return len(received) == INSTANCES and running == jobs, {"running": running, "received": received}
+    def runs():
+        """The burst's runs by job name, from the native run API."""
+        page = server.ok("GET", f"/api/runs?handler_id=burst&limit={4 * BURST}")
+        return {r["schedule_name"]: r for r in page["runs"]}
 
-    seen = poll(f"all {BURST} runs are running and each of the {INSTANCES} instances received one", all_busy, 20)
+    def all_busy():
+        states = {job: r["state"] for job, r in runs().items()}
+        received = sorted(calls())
+        # Every instance busy, every run of the burst made, none ended: nothing can change until
+        # the gate opens, so this is exactly what the kill will interrupt.
+        ready = (sorted(states) == jobs and len(received) == INSTANCES
+                 and all(states[j] == "running" for j in received)
+                 and all(st in ("running", "pending") for st in states.values()))
+        return ready, {"states": states, "received": received}
+
+    seen = poll(f"each of the {INSTANCES} instances received a call, and all {BURST} runs exist", all_busy, 20)
     sent = seen["received"]
-    unsent = sorted(set(jobs) - set(sent))
-    print(f"  --  sent to a handler: {sent}; waiting for a free instance: {unsent}", flush=True)
-    run_ids = {r["job_id"]: r["run_id"] for r in server.records("&status=running")}
+    running = sorted(j for j, st in seen["states"].items() if st == "running")
+    pending = sorted(set(jobs) - set(running))
+    # The claim starts every due run at once (docs/ENGINE.md), so the runs waiting for a free
+    # instance are `running` too: their attempt is committed, not yet sent.
+    print(f"  --  running at the kill: {running} (sent to a handler: {sent}); pending: {pending}", flush=True)
+    compat_running = sorted(r["job_id"] for r in server.records("&status=running"))
+    check(compat_running == running, "GET /api/executions?status=running shows the same runs running",
+          compat_running)
+    run_ids = {job: r["run_id"] for job, r in runs().items()}
 
     section("SIGKILL the server during the burst, start it again on the same root")
     check(server.kill() == -9, "the server is killed (SIGKILL)")
@@ -67,11 +81,20 @@ def run(binary, handler_script, workdir, procs):
 
     def interrupted():
         recs = {r["job_id"]: r for r in server.records() if r["job_id"] in jobs}
-        marked = [j for j in jobs if j in recs and recs[j]["status"] == "retry"
+        marked = [j for j in running if j in recs and recs[j]["status"] == "retry"
                   and "interrupted" in (recs[j]["error"] or "")]
-        return marked == jobs, recs
+        return marked == running, recs
 
-    poll("every run that was running is now 'retry' with an 'interrupted' error", interrupted, 20)
+    poll("every run that was running is 'retry' in GET /api/executions, its error 'interrupted'", interrupted, 20)
+    for job in jobs:
+        detail = server.ok("GET", f"/api/runs/{run_ids[job]}")
+        outcomes = [(a["number"], a["outcome"]) for a in detail["attempts"]]
+        if job in running:
+            check(detail["state"] == "retrying" and outcomes == [(1, "interrupted")]
+                  and "interrupted" in detail["attempts"][0]["error"],
+                  f"{job}: GET /api/runs/{{id}} → retrying, attempt 1 interrupted", detail)
+        else:
+            check(detail["state"] == "pending" and outcomes == [], f"{job}: still pending, no attempt", detail)
     check(sorted(calls()) == sent, "no handler received anything new yet (every instance is still busy)",
           sorted(calls()))
 
@@ -85,14 +108,25 @@ def run(binary, handler_script, workdir, procs):
         return done == jobs, recs
 
     recs = poll(f"all {BURST} runs succeed", finished, 30)
+    addresses = {line.split()[1] for h in handlers for line in h.registrations()}
     for job in jobs:
         r = recs[job]
-        check((r["attempt_number"], r["max_attempts"], r["run_id"]) == (2, 3, run_ids[job]),
-              f"{job} ({'sent' if job in sent else 'waiting'} at the kill): the same run, succeeded at attempt 2 of 3",
-              r)
+        detail = server.ok("GET", f"/api/runs/{run_ids[job]}")
+        outcomes = [(a["number"], a["outcome"]) for a in detail["attempts"]]
+        if job in running:
+            how = "sent" if job in sent else "claimed, not yet sent"
+            check((r["attempt_number"], r["max_attempts"], r["run_id"]) == (2, 3, run_ids[job]),
+                  f"{job} (running at the kill, {how}): the same run, succeeded at attempt 2 of 3", r)
+            check(outcomes == [(1, "interrupted"), (2, "succeeded")],
+                  f"{job}: its attempts are 1 interrupted, 2 succeeded", detail)
+        else:
+            check((r["attempt_number"], r["run_id"]) == (1, run_ids[job]) and outcomes == [(1, "succeeded")],
+                  f"{job} (pending at the kill): succeeded at attempt 1", detail)
+        check(detail["state"] == "succeeded" and detail["attempts"][-1]["instance"] in addresses,
+              f"{job}: succeeded on one of the burst instances ({detail['attempts'][-1]['instance']})", detail)
     received = calls()
-    check(all(received.count(j) == 2 for j in sent) and all(received.count(j) == 1 for j in unsent),
-          "the handlers received each run sent before the kill twice and each waiting run once, nothing more",
+    check(all(received.count(j) == (2 if j in sent else 1) for j in jobs),
+          "the handlers received each run sent before the kill twice and every other run once, nothing more",
           sorted(received))
     stats = server.ok("GET", "/api/executions/stats")
     check((stats["success_count"], stats["error_count"]) == (BURST, 0),
