@@ -10,6 +10,7 @@ import ctypes
 import datetime
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -65,8 +66,14 @@ def section(title):
 
 
 def parse_time(text):
-    """An RFC 3339 time from the server as Unix seconds."""
-    return datetime.datetime.fromisoformat(text).timestamp()
+    """An RFC 3339 time from the server as Unix seconds (Python before 3.11 reads neither `Z` nor
+    fractions other than 3 or 6 digits: normalised first)."""
+    m = re.fullmatch(r"(.*T\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)", text)
+    if m is None:
+        raise Failure(f"not an RFC 3339 time: {text!r}")
+    head, fraction, offset = m.groups()
+    micros = (fraction or "").ljust(6, "0")[:6]
+    return datetime.datetime.fromisoformat(f"{head}.{micros}{'+00:00' if offset == 'Z' else offset}").timestamp()
 
 
 # --- HTTP, urllib only (proxies from the environment ignored: this is a loopback server) -------
