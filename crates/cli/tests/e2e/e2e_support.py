@@ -154,8 +154,9 @@ def wait_exit(p, within, what):
 
 
 class Server:
-    """`schedulezero serve` on the deployments root `<workdir>/root`, on ports chosen by the OS;
-    each start's output in `<workdir>/server-<n>.log`."""
+    """`schedulezero serve` on the deployments root `<workdir>/root`, asked for port 0 (the OS
+    chooses; a restart may take the previous ports again), its addresses read from the runtime
+    file; each start's output in `<workdir>/server-<n>.log`."""
 
     def __init__(self, procs, binary, workdir):
         self.procs, self.binary, self.workdir = procs, binary, workdir
