@@ -23,13 +23,11 @@ UTC = datetime.timezone.utc
 IST = datetime.timezone(datetime.timedelta(hours=5, minutes=30))
 
 
-# KNOWN SERVER BUG (reported to the lead, the checks below keep asserting the right behaviour):
-# an interval without start_time loses its first fire now and then. The compat API parses the
-# trigger with the clock read once (start_time = now), then Engine::add_schedule reads it again and
-# Trigger::first_fire(now) = next_after(now - 1 ms) skips `start` as soon as one millisecond went by
-# in between: the schedule first fires a whole period later. Seen in 1-4 % of compat schedules
-# (and about half of those made by the native POST /api/schedules, which does more in between).
-FIRST_FIRE_BUG = "\n    (probably the known first-fire bug: see the comment at the top of compat_e2e.py)"
+# A regression these checks caught once (fixed on main in 09a2377): an interval without
+# start_time lost its first fire whenever a millisecond passed between parsing the trigger
+# (start_time = now) and storing the schedule (first fire = first slot after the store's now), so
+# it first fired a whole period late.
+FIRST_FIRE_BUG = "\n    (the first-fire regression again? see the comment at the top of compat_e2e.py)"
 
 
 def run(binary, handler_script, workdir, procs):
