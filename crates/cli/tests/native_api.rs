@@ -314,6 +314,22 @@ fn trigger_preview_matches_the_cli_and_bad_requests_name_the_field() {
             "paused",
         ),
         (json!({"trigger": {"type": "weekly"}, "target": {"handler_id": "h", "method": "m"}}), "type"),
+        (
+            json!({"trigger": {"type": "cron", "year": "1970"}, "target": {"handler_id": "h", "method": "m"}}),
+            "never",
+        ),
+        (
+            json!({"trigger": {"type": "cron", "month": "2", "day": "31"}, "target": {"handler_id": "h", "method": "m"}}),
+            "no fire time",
+        ),
+        (
+            json!({"trigger": "* * * * *", "target": {"handler_id": "h", "method": "m"}, "name": "n".repeat(201)}),
+            "name",
+        ),
+        (
+            json!({"trigger": "* * * * *", "target": {"handler_id": "h", "method": "m"}, "name": "a\nb"}),
+            "name",
+        ),
     ] {
         let (status, body) = post(&addr, "/api/schedules", request.clone());
         assert_eq!(status, 400, "{request}: {body}");

@@ -242,8 +242,9 @@ impl Engine {
         let now = self.shared.clock.now();
         let mut schedule = Schedule::new("", spec.trigger, spec.target, spec.policies, now);
         schedule.name = spec.name.unwrap_or_else(|| schedule.id.to_string());
-        if schedule.name.trim().is_empty() {
-            return Err(EngineError::Invalid { field: "name".into(), message: "must not be empty".into() });
+        validate_name(&schedule.name)?;
+        if schedule.next_fire_at.is_none() {
+            return Err(never_fires(&schedule.trigger));
         }
         if spec.paused && schedule.state == ScheduleState::Active {
             schedule.state = ScheduleState::Paused;
@@ -261,9 +262,13 @@ impl Engine {
         let now = self.shared.clock.now();
         if s.trigger != spec.trigger {
             s.next_fire_at = spec.trigger.first_fire(now);
+            if s.next_fire_at.is_none() {
+                return Err(never_fires(&spec.trigger));
+            }
             s.trigger = spec.trigger;
         }
         if let Some(name) = spec.name {
+            validate_name(&name)?;
             s.name = name;
         }
         s.target = spec.target;
@@ -495,6 +500,34 @@ impl Engine {
 impl Drop for Engine {
     fn drop(&mut self) {
         self.stop.cancel();
+    }
+}
+
+/// The longest schedule name accepted (it is shown in tables and URLs).
+pub const MAX_NAME_CHARS: usize = 200;
+
+fn validate_name(name: &str) -> Result<(), EngineError> {
+    let invalid = |message: String| Err(EngineError::Invalid { field: "name".into(), message });
+    if name.trim().is_empty() {
+        return invalid("must not be empty".into());
+    }
+    if name.chars().count() > MAX_NAME_CHARS {
+        return invalid(format!("is {} characters long; at most {MAX_NAME_CHARS}", name.chars().count()));
+    }
+    if name.chars().any(char::is_control) {
+        return invalid("must not contain control characters".into());
+    }
+    Ok(())
+}
+
+/// A trigger with no fire time from now on would make a schedule that is finished at birth.
+fn never_fires(trigger: &Trigger) -> EngineError {
+    EngineError::Invalid {
+        field: "trigger".into(),
+        message: format!(
+            "{} has no fire time from now on (its dates or end are in the past, or its fields never match)",
+            trigger.describe()
+        ),
     }
 }
 

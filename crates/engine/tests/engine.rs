@@ -636,3 +636,29 @@ async fn run_schedule_now_runs_the_target_with_the_schedules_retries_outside_the
     let gone = uuid::Uuid::now_v7();
     assert!(matches!(h.engine.run_schedule_now(gone).await, Err(EngineError::NoSuchSchedule(_))));
 }
+
+#[tokio::test]
+async fn a_trigger_that_never_fires_again_and_a_bad_name_are_refused_naming_the_field() {
+    let h = Harness::start(vec![]).await;
+    let past = ScheduleSpec::new(
+        h.trigger(json!({"type": "interval", "hours": 1, "start_time": "2020-01-01T00:00:00Z", "end_time": "2020-01-02T00:00:00Z"})),
+        target("tick"),
+    );
+    match h.engine.add_schedule(past).await {
+        Err(EngineError::Invalid { field, message }) => {
+            assert_eq!(field, "trigger");
+            assert!(message.contains("no fire time"), "{message}");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    let every_minute =
+        || ScheduleSpec::new(h.trigger(json!({"type": "cron", "second": "0"})), target("tick"));
+    for bad in ["x".repeat(201), "tab\there".to_string(), "  ".to_string()] {
+        match h.engine.add_schedule(every_minute().name(bad.clone())).await {
+            Err(EngineError::Invalid { field, .. }) => assert_eq!(field, "name", "{bad:?}"),
+            other => panic!("{bad:?}: expected a refusal, got {other:?}"),
+        }
+    }
+    let ok = h.engine.add_schedule(every_minute().name("x".repeat(200))).await.expect("200 characters");
+    assert!(h.engine.list_schedules(&Default::default()).await.expect("list").iter().any(|s| s.id == ok.id));
+}
