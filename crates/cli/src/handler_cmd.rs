@@ -81,7 +81,15 @@ fn show(args: ShowArgs) -> Result<(), Failure> {
         return client::print("\nno instances");
     }
     let mut t = Table::new(&[
-        "INSTANCE", "PROTOCOL", "STATE", "ADDRESS", "CAPACITY", "IN FLIGHT", "OK", "FAILED", "LAST SEEN",
+        "INSTANCE",
+        "PROTOCOL",
+        "STATE",
+        "ADDRESS",
+        "CAPACITY",
+        "IN FLIGHT",
+        "OK",
+        "FAILED",
+        "LAST SEEN",
         "REGISTERED",
     ]);
     for i in &instances {

@@ -112,7 +112,10 @@ fn list_query(args: &ListArgs) -> Result<Vec<(&'static str, String)>, Failure> {
     if let Some(states) = &args.state {
         let list: Vec<&str> = states.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
         if let Some(bad) = list.iter().find(|s| !STATES.contains(s)) {
-            return Err(Failure::usage(format!("--state: '{bad}' is not a run state; use {}", STATES.join(", "))));
+            return Err(Failure::usage(format!(
+                "--state: '{bad}' is not a run state; use {}",
+                STATES.join(", ")
+            )));
         }
         if list.is_empty() {
             return Err(Failure::usage(format!("--state: give one or more of {}", STATES.join(", "))));
@@ -254,7 +257,8 @@ mod tests {
     }
 
     fn query(args: &[&str]) -> Result<Vec<(&'static str, String)>, Failure> {
-        let cli = Cli::try_parse_from(["run", "list"].iter().chain(args)).map_err(|e| Failure::usage(e.to_string()))?;
+        let cli = Cli::try_parse_from(["run", "list"].iter().chain(args))
+            .map_err(|e| Failure::usage(e.to_string()))?;
         match cli.cmd {
             RunCommand::List(a) => list_query(&a),
             _ => unreachable!(),
@@ -263,8 +267,17 @@ mod tests {
 
     #[test]
     fn filters_become_the_query() {
-        let q = query(&["--schedule", "nightly", "--handler", "h", "--state", "failed, timed_out", "--until", "2026-12-01T00:00:00Z"])
-            .unwrap();
+        let q = query(&[
+            "--schedule",
+            "nightly",
+            "--handler",
+            "h",
+            "--state",
+            "failed, timed_out",
+            "--until",
+            "2026-12-01T00:00:00Z",
+        ])
+        .unwrap();
         assert_eq!(q[0], ("schedule", "nightly".to_string()));
         assert_eq!(q[1], ("handler_id", "h".to_string()));
         assert_eq!(q[2], ("state", "failed,timed_out".to_string()));

@@ -17,7 +17,7 @@ pub enum ScheduleCommand {
     ///   schedulezero schedule add once --handler mail --method send --at '2026-12-24 18:00' --params '{"to":"all"}'
     #[command(verbatim_doc_comment)]
     #[command(after_long_help = crate::client::EXIT_CODES)]
-    Add(AddArgs),
+    Add(Box<AddArgs>),
     /// List schedules (active and paused; --all adds finished ones), following pages up to --limit.
     #[command(after_long_help = crate::client::EXIT_CODES)]
     List(ListArgs),
@@ -129,7 +129,7 @@ pub struct RefArgs {
 
 pub fn run(cmd: ScheduleCommand) -> Result<(), Failure> {
     match cmd {
-        ScheduleCommand::Add(args) => add(args),
+        ScheduleCommand::Add(args) => add(*args),
         ScheduleCommand::List(args) => list(args),
         ScheduleCommand::Show(args) => show(args),
         ScheduleCommand::Pause(args) => change(args, "pause", "paused"),
@@ -160,7 +160,9 @@ fn add(args: AddArgs) -> Result<(), Failure> {
 fn add_body(args: &AddArgs) -> Result<Value, Failure> {
     let zone = match &args.tz {
         Some(name) => Some(name.parse::<chrono_tz::Tz>().map_err(|_| {
-            Failure::usage(format!("--tz: '{name}' is not an IANA time zone name (for example 'Europe/Paris')"))
+            Failure::usage(format!(
+                "--tz: '{name}' is not an IANA time zone name (for example 'Europe/Paris')"
+            ))
         })?),
         None => None,
     };
@@ -279,7 +281,8 @@ fn list(args: ListArgs) -> Result<(), Failure> {
     if args.all {
         query.push(("include_finished", "true".into()));
     }
-    let page = client::paged(&client, &["api", "schedules"], "schedules", "after", &query, args.limit as usize)?;
+    let page =
+        client::paged(&client, &["api", "schedules"], "schedules", "after", &query, args.limit as usize)?;
     if client.json {
         return client::print_json(&page);
     }
@@ -449,8 +452,10 @@ mod tests {
     }
 
     fn body(args: &[&str]) -> Result<Value, Failure> {
-        let cli = Cli::try_parse_from(["schedule", "add", "job", "--handler", "h", "--method", "m"].iter().chain(args))
-            .map_err(|e| Failure::usage(e.to_string()))?;
+        let cli = Cli::try_parse_from(
+            ["schedule", "add", "job", "--handler", "h", "--method", "m"].iter().chain(args),
+        )
+        .map_err(|e| Failure::usage(e.to_string()))?;
         match cli.cmd {
             ScheduleCommand::Add(a) => add_body(&a),
             _ => unreachable!(),
@@ -460,8 +465,23 @@ mod tests {
     #[test]
     fn flags_become_the_native_body() {
         let b = body(&[
-            "--cron", "0 2 * * *", "--tz", "Europe/Paris", "--params", r#"{"f":"pdf"}"#, "--max-attempts", "5",
-            "--timeout", "30", "--misfire", "skip:45", "--overlap", "queue_one", "--jitter", "10", "--paused",
+            "--cron",
+            "0 2 * * *",
+            "--tz",
+            "Europe/Paris",
+            "--params",
+            r#"{"f":"pdf"}"#,
+            "--max-attempts",
+            "5",
+            "--timeout",
+            "30",
+            "--misfire",
+            "skip:45",
+            "--overlap",
+            "queue_one",
+            "--jitter",
+            "10",
+            "--paused",
         ])
         .unwrap();
         assert_eq!(

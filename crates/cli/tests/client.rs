@@ -81,7 +81,11 @@ impl Server {
             if let Ok(Some(status)) = proc.child.try_wait() {
                 panic!("serve exited with {status}: {:?}", proc.output_so_far());
             }
-            assert!(Instant::now() < deadline, "no runtime file within {PATIENCE:?}: {:?}", proc.output_so_far());
+            assert!(
+                Instant::now() < deadline,
+                "no runtime file within {PATIENCE:?}: {:?}",
+                proc.output_so_far()
+            );
             std::thread::sleep(Duration::from_millis(20));
         };
         let http = runtime["http"].as_str().expect("runtime file has http").to_string();
@@ -215,7 +219,8 @@ fn write_runtime_file(root: &Path, http: &str) -> PathBuf {
     let dir = root.join("deployments/default/run");
     std::fs::create_dir_all(&dir).expect("run dir");
     let file = dir.join("server.json");
-    let doc = json!({"pid": 999_999, "http": http, "zmq": "tcp://127.0.0.1:1", "database": "x", "started_at": "x"});
+    let doc =
+        json!({"pid": 999_999, "http": http, "zmq": "tcp://127.0.0.1:1", "database": "x", "started_at": "x"});
     std::fs::write(&file, doc.to_string()).expect("runtime file");
     file
 }
@@ -242,7 +247,10 @@ fn the_server_is_found_from_the_flag_the_environment_and_the_runtime_file() {
     assert_eq!(out.code, 3, "{out:?}");
     assert!(out.stderr.contains("SCHEDULEZERO_URL"), "{out:?}");
     assert_eq!(cli(&["handler", "list", "--root", root, "-d", "../x"], &[]).code, 2);
-    assert_eq!(server.cli(&["handler", "list"]).ok().trim(), "no handlers have registered with this server yet");
+    assert_eq!(
+        server.cli(&["handler", "list"]).ok().trim(),
+        "no handlers have registered with this server yet"
+    );
 }
 
 #[test]
@@ -278,7 +286,8 @@ fn usage_errors_are_exit_2_before_any_request() {
     // The server named is unreachable: exit 2, not 3, proves nothing was sent.
     let dead = format!("http://127.0.0.1:{}", closed_port());
     let add = |extra: &[&str]| {
-        let mut args = vec!["schedule", "add", "job", "--handler", "demo", "--method", "echo", "--server", &dead];
+        let mut args =
+            vec!["schedule", "add", "job", "--handler", "demo", "--method", "echo", "--server", &dead];
         args.extend(extra);
         cli(&args, &[])
     };
@@ -310,25 +319,68 @@ fn schedules_are_added_listed_shown_paused_resumed_run_and_removed() {
 
     // Three kinds of trigger; the confirmation names the schedule.
     let out = server.cli(&[
-        "schedule", "add", "nightly", "--handler", "demo", "--method", "echo", "--cron", "0 2 * * *", "--tz",
-        "Europe/Paris", "--params", r#"{"format":"pdf"}"#, "--max-attempts", "5", "--misfire", "skip:30",
-        "--overlap", "skip", "--timeout", "20",
+        "schedule",
+        "add",
+        "nightly",
+        "--handler",
+        "demo",
+        "--method",
+        "echo",
+        "--cron",
+        "0 2 * * *",
+        "--tz",
+        "Europe/Paris",
+        "--params",
+        r#"{"format":"pdf"}"#,
+        "--max-attempts",
+        "5",
+        "--misfire",
+        "skip:30",
+        "--overlap",
+        "skip",
+        "--timeout",
+        "20",
     ]);
     assert!(out.ok().starts_with("added 'nightly' ("), "{out:?}");
     let every = server
-        .cli(&["schedule", "add", "poll", "--handler", "demo", "--method", "echo", "--every", "1h30m", "--json"])
+        .cli(&[
+            "schedule",
+            "add",
+            "poll",
+            "--handler",
+            "demo",
+            "--method",
+            "echo",
+            "--every",
+            "1h30m",
+            "--json",
+        ])
         .json();
     assert_eq!(every["name"], "poll");
     assert_eq!(every["state"], "active");
     assert_eq!(every["target"]["handler_id"], "demo");
     let at = server
         .cli(&[
-            "schedule", "add", "once", "--handler", "demo", "--method", "echo", "--at", "2099-12-24 18:00", "--tz",
-            "America/New_York", "--paused", "--json",
+            "schedule",
+            "add",
+            "once",
+            "--handler",
+            "demo",
+            "--method",
+            "echo",
+            "--at",
+            "2099-12-24 18:00",
+            "--tz",
+            "America/New_York",
+            "--paused",
+            "--json",
         ])
         .json();
     assert_eq!(at["state"], "paused");
-    assert!(at["next_fire_time"].as_str().unwrap_or_default().starts_with("2099-12-24T18:00:00-05:00"), "{at}");
+    assert!(
+        at["next_fire_time"].as_str().unwrap_or_default().starts_with("2099-12-24T18:00:00-05:00"),
+        "{at}"
+    );
 
     // Policies and trigger reached the server as given.
     let nightly = server.cli(&["schedule", "show", "nightly", "--json"]).json();
@@ -352,7 +404,8 @@ fn schedules_are_added_listed_shown_paused_resumed_run_and_removed() {
     assert_eq!(list["count"], 3);
     assert_eq!(list["next_cursor"], Value::Null);
     let paused = server.cli(&["schedule", "list", "--state", "paused", "--json"]).json();
-    let names: Vec<&str> = paused["schedules"].as_array().unwrap().iter().filter_map(|s| s["name"].as_str()).collect();
+    let names: Vec<&str> =
+        paused["schedules"].as_array().unwrap().iter().filter_map(|s| s["name"].as_str()).collect();
     assert_eq!(names, ["once"]);
     // --limit follows pages and stops there.
     let limited = server.cli(&["schedule", "list", "--limit", "2", "--json"]).json();
@@ -461,7 +514,16 @@ fn a_run_can_be_cancelled_while_it_waits_for_a_handler() {
     // The handler registers (so the schedule can name it) and goes away: runs wait.
     let handler = DemoHandler::start(&server.zmq);
     let added = server.cli(&[
-        "schedule", "add", "later", "--handler", "demo", "--method", "echo", "--cron", "0 0 1 1 *", "--json",
+        "schedule",
+        "add",
+        "later",
+        "--handler",
+        "demo",
+        "--method",
+        "echo",
+        "--cron",
+        "0 0 1 1 *",
+        "--json",
     ]);
     assert_eq!(added.code, 0, "{added:?}");
     drop(handler);

@@ -269,7 +269,8 @@ fn discover(args: &ServerArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<(
     let Some(root) = root else {
         return Ok((DEFAULT_URL.into(), Source::Default { runtime_file: None }));
     };
-    let deployment = Deployment::new(root, &name).map_err(|m| Failure::usage(format!("-d/--deployment: {m}")))?;
+    let deployment =
+        Deployment::new(root, &name).map_err(|m| Failure::usage(format!("-d/--deployment: {m}")))?;
     match deployment.read_runtime() {
         Some(runtime) => {
             Ok((runtime.http, Source::RuntimeFile { path: deployment.runtime_file(), pid: runtime.pid }))

@@ -9,13 +9,20 @@ use serde_json::{Map, Value, json};
 use super::Failure;
 
 /// The units `--every` and `--since` accept, largest first, with the interval trigger's key.
-const UNITS: [(char, &str, f64); 5] =
-    [('w', "weeks", 604_800.0), ('d', "days", 86_400.0), ('h', "hours", 3_600.0), ('m', "minutes", 60.0), ('s', "seconds", 1.0)];
+const UNITS: [(char, &str, f64); 5] = [
+    ('w', "weeks", 604_800.0),
+    ('d', "days", 86_400.0),
+    ('h', "hours", 3_600.0),
+    ('m', "minutes", 60.0),
+    ('s', "seconds", 1.0),
+];
 
 /// A duration as parts: `1h30m` → `[("hours", 1), ("minutes", 30)]`.
 pub fn duration_parts(flag: &str, text: &str) -> Result<Vec<(&'static str, f64)>, Failure> {
     let bad = |why: &str| {
-        Failure::usage(format!("{flag}: '{text}' {why}; write a duration like 90s, 5m, 1h30m or 2d (units w, d, h, m, s)"))
+        Failure::usage(format!(
+            "{flag}: '{text}' {why}; write a duration like 90s, 5m, 1h30m or 2d (units w, d, h, m, s)"
+        ))
     };
     let mut parts: Vec<(&'static str, f64)> = Vec::new();
     let mut number = String::new();
