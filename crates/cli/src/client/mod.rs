@@ -220,7 +220,11 @@ impl Client {
             return Failure::Other(format!("reading the answer of the server at {url}: {}", chain(e)));
         }
         let what = if e.is_timeout() { "did not answer in time" } else { "cannot be reached" };
-        let cause = innermost(e);
+        let mut cause = innermost(e);
+        if self.base.scheme() == "https" && !e.is_timeout() && !cause.contains("os error") {
+            // A TLS failure's text ("corrupt message") rarely says the usual reason.
+            cause.push_str(" (if the server speaks plain HTTP, use an http:// URL)");
+        }
         let (from, todo) = match &self.source {
             Source::Flag => (
                 "from --server".to_string(),
