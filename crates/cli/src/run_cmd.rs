@@ -139,7 +139,7 @@ pub fn runs_table(runs: &[Value], with_schedule: bool) -> Table {
     if with_schedule {
         headers.push("SCHEDULE");
     }
-    headers.extend(["TARGET", "STATE", "SLOT", "ATTEMPT", "DURATION", "ERROR"]);
+    headers.extend(["TARGET", "STATE", "SCHEDULED", "ATTEMPT", "DURATION", "ERROR"]);
     let mut t = Table::new(&headers);
     for r in runs {
         let mut row = vec![r["run_id"].as_str().unwrap_or("-").to_string()];
@@ -189,7 +189,7 @@ fn show(args: RunRef) -> Result<(), Failure> {
         ("target", target_full(&r)),
         ("state", state_text(&r)),
         ("attempt", attempts_text(&r)),
-        ("slot", table::when_full(&r["scheduled_for"])),
+        ("scheduled for", table::when_full(&r["scheduled_for"])),
     ];
     if !r["dispatch_at"].is_null() {
         pairs.push(("dispatch at", table::when_full(&r["dispatch_at"])));

@@ -147,6 +147,10 @@ fn add(args: AddArgs) -> Result<(), Failure> {
     if client.json {
         return client::print_json(&created);
     }
+    // A target no handler offers yet is accepted (handlers may come later), with a warning.
+    for w in created["warnings"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+        eprintln!("warning: {w}");
+    }
     client::print(&format!(
         "added '{}' ({}), {}; next fire {}",
         str_of(&created, "name"),
@@ -319,15 +323,12 @@ fn show(args: RefArgs) -> Result<(), Failure> {
     }
     let s = &schedule;
     let p = &s["policies"];
-    let mut trigger = str_of(s, "trigger");
-    if let Some(spec) = s.get("trigger_spec").filter(|v| v.is_object()) {
-        trigger = format!("{trigger}  {spec}");
-    }
     let pairs = vec![
         ("name", str_of(s, "name")),
         ("schedule_id", str_of(s, "schedule_id")),
         ("state", str_of(s, "state")),
-        ("trigger", trigger),
+        ("trigger", str_of(s, "trigger")),
+        ("trigger spec", s.get("trigger_spec").map_or("-".into(), |t| table::truncate(&t.to_string(), 200))),
         ("timezone", str_of(s, "timezone")),
         ("target", target_full(s)),
         ("next fire", table::when_full(&s["next_fire_time"])),

@@ -113,7 +113,7 @@ pub fn when(v: &Value) -> String {
 pub fn when_full(v: &Value) -> String {
     let Some(s) = v.as_str() else { return "-".into() };
     match DateTime::parse_from_rfc3339(s) {
-        Ok(t) => t.with_timezone(&Local).format("%Y-%m-%d %H:%M:%S%.3f %:z").to_string(),
+        Ok(t) => t.with_timezone(&Local).format("%Y-%m-%d %H:%M:%S %:z").to_string(),
         Err(_) => s.to_string(),
     }
 }
