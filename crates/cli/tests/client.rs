@@ -328,6 +328,7 @@ fn schedules_are_added_listed_shown_paused_resumed_run_and_removed() {
     assert_eq!(every["name"], "poll");
     assert_eq!(every["state"], "active");
     assert_eq!(every["target"]["handler_id"], "demo");
+    assert_eq!(every["trigger_spec"]["seconds"].as_f64(), Some(5400.0), "{every}");
     let at = server
         .cli(&[
             "schedule",
@@ -410,6 +411,13 @@ fn schedules_are_added_listed_shown_paused_resumed_run_and_removed() {
     assert!(runs.ok().lines().any(|l| l.starts_with(&run_id) && l.contains("succeeded")), "{runs:?}");
     let recent = server.cli(&["schedule", "show", "nightly"]);
     assert!(recent.ok().contains("recent runs:") && recent.stdout.contains(&run_id), "{recent:?}");
+
+    // An --every schedule fired when it was added (an interval starts now).
+    eventually("the interval's first run succeeds", || {
+        let runs =
+            server.cli(&["run", "list", "--schedule", "poll", "--state", "succeeded", "--json"]).json();
+        (runs["count"] == 1).then_some(())
+    });
 
     // Remove: gone afterwards (404 → exit 4).
     let out = server.cli(&["schedule", "rm", "poll"]);
