@@ -22,7 +22,17 @@ fn binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
     BINARY.get_or_init(|| {
         let built = Path::new(env!("CARGO_BIN_EXE_schedulezero"));
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("client-tests-{}", std::process::id()));
+        let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        // Earlier runs' copies, whose test process is gone, are removed.
+        for entry in std::fs::read_dir(tmp).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(pid) = name.strip_prefix("client-tests-")
+                && !Path::new("/proc").join(pid).exists()
+            {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+        let dir = tmp.join(format!("client-tests-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("a directory for the binary");
         let aside = dir.join("schedulezero");
         let _ = std::fs::remove_file(&aside);
