@@ -4,7 +4,13 @@
 //! Module map:
 //! - [`serve_cmd`]: `schedulezero serve` — the server.
 //! - [`trigger_cmd`]: `schedulezero trigger next` — preview a trigger's fire times.
+//! - [`schedule_cmd`], [`handler_cmd`], [`run_cmd`]: client commands over the HTTP API, through
+//!   [`client`] (server discovery, errors and exit codes, tables).
 
+mod client;
+mod handler_cmd;
+mod run_cmd;
+mod schedule_cmd;
 mod serve_cmd;
 mod trigger_cmd;
 
@@ -28,6 +34,24 @@ enum Command {
         #[command(subcommand)]
         command: trigger_cmd::TriggerCommand,
     },
+    /// Schedules on a running server: add, list, show, pause, resume, rm, run.
+    #[command(after_long_help = client::EXIT_CODES)]
+    Schedule {
+        #[command(subcommand)]
+        command: schedule_cmd::ScheduleCommand,
+    },
+    /// Handlers known to a running server: list, show.
+    #[command(after_long_help = client::EXIT_CODES)]
+    Handler {
+        #[command(subcommand)]
+        command: handler_cmd::HandlerCommand,
+    },
+    /// Runs on a running server: list, show, cancel.
+    #[command(after_long_help = client::EXIT_CODES)]
+    Run {
+        #[command(subcommand)]
+        command: run_cmd::RunCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -35,12 +59,26 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve_cmd::run(args),
         Command::Trigger { command } => trigger_cmd::run(command),
+        Command::Schedule { command } => schedule_cmd::run(command).map_err(Into::into),
+        Command::Handler { command } => handler_cmd::run(command).map_err(Into::into),
+        Command::Run { command } => run_cmd::run(command).map_err(Into::into),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::from(1)
+            ExitCode::from(client::exit_code(&e))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Clap checks a command's definition only when that command is parsed; this checks them all.
+    #[test]
+    fn every_command_definition_is_valid() {
+        super::Cli::command().debug_assert();
     }
 }

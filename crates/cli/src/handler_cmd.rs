@@ -1,0 +1,130 @@
+//! `schedulezero handler list|show`: the handlers a running server knows, through its HTTP API
+//! (docs/API.md, "Handlers"). Commands that run handlers belong in this enum too.
+
+use clap::{Args, Subcommand};
+use serde_json::Value;
+
+use crate::client::table::{self, Table};
+use crate::client::{self, Client, Failure, ServerArgs};
+
+#[derive(Subcommand)]
+pub enum HandlerCommand {
+    /// List handlers: one line per handler id, with its connected and known instances.
+    #[command(after_long_help = crate::client::EXIT_CODES)]
+    List(ListArgs),
+    /// A handler with each of its instances.
+    #[command(after_long_help = crate::client::EXIT_CODES)]
+    Show(ShowArgs),
+}
+
+#[derive(Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+#[derive(Args)]
+pub struct ShowArgs {
+    /// The handler's id.
+    handler_id: String,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+pub fn run(cmd: HandlerCommand) -> Result<(), Failure> {
+    match cmd {
+        HandlerCommand::List(args) => list(args),
+        HandlerCommand::Show(args) => show(args),
+    }
+}
+
+fn list(args: ListArgs) -> Result<(), Failure> {
+    let client = Client::new(&args.server)?;
+    let answer = client.get(&["api", "handlers"], &[])?;
+    if client.json {
+        return client::print_json(&answer);
+    }
+    let handlers = answer["handlers"].as_array().cloned().unwrap_or_default();
+    if handlers.is_empty() {
+        return client::print("no handlers have registered with this server yet");
+    }
+    let mut t = Table::new(&["ID", "STATUS", "INSTANCES", "METHODS", "ADDRESS"]);
+    for h in &handlers {
+        let instances = h["instances"].as_array().cloned().unwrap_or_default();
+        let connected = instances.iter().filter(|i| is_connected(i)).count();
+        t.row(vec![
+            table::text(h, "id"),
+            table::text(h, "status"),
+            format!("{connected}/{} connected", instances.len()),
+            methods(&h["methods"]),
+            table::text(h, "address"),
+        ]);
+    }
+    client::print(&t.render())
+}
+
+fn show(args: ShowArgs) -> Result<(), Failure> {
+    let client = Client::new(&args.server)?;
+    let h = client.get(&["api", "handlers", &args.handler_id], &[])?;
+    if client.json {
+        return client::print_json(&h);
+    }
+    let pairs = vec![
+        ("id", h["id"].as_str().unwrap_or(&args.handler_id).to_string()),
+        ("status", table::text(&h, "status")),
+        ("connected", table::cell(&h["connected"])),
+        ("methods", h["methods"].as_array().map_or("-".into(), |m| join(m))),
+    ];
+    client::print(&table::fields(&pairs))?;
+    let instances = h["instances"].as_array().cloned().unwrap_or_default();
+    if instances.is_empty() {
+        return client::print("\nno instances");
+    }
+    let mut t = Table::new(&[
+        "INSTANCE",
+        "PROTOCOL",
+        "STATE",
+        "ADDRESS",
+        "CAPACITY",
+        "IN FLIGHT",
+        "OK",
+        "FAILED",
+        "LAST SEEN",
+        "REGISTERED",
+    ]);
+    for i in &instances {
+        let state = match (is_connected(i), i["draining"].as_bool().unwrap_or(false)) {
+            (true, true) => "draining",
+            (true, false) => "connected",
+            (false, _) => "disconnected",
+        };
+        t.row(vec![
+            table::text(i, "instance_id"),
+            table::cell(&i["protocol"]),
+            state.into(),
+            table::text(i, "address"),
+            table::cell(&i["capacity"]),
+            table::cell(&i["in_flight"]),
+            table::cell(i.get("successes").or(i.get("success_count")).unwrap_or(&Value::Null)),
+            table::cell(i.get("failures").or(i.get("failure_count")).unwrap_or(&Value::Null)),
+            table::when(&i["last_seen"]),
+            table::when(&i["registered_at"]),
+        ]);
+    }
+    client::print("\ninstances:")?;
+    client::print(&t.render())
+}
+
+/// An instance is connected by the native key, or by the compat list's `status`.
+fn is_connected(i: &Value) -> bool {
+    i["connected"].as_bool().unwrap_or_else(|| matches!(i["status"].as_str(), Some("Connected" | "Draining")))
+}
+
+fn methods(v: &Value) -> String {
+    v.as_array().map_or("-".into(), |m| table::truncate(&join(m), table::MAX_CELL))
+}
+
+fn join(list: &[Value]) -> String {
+    let names: Vec<&str> = list.iter().filter_map(Value::as_str).collect();
+    if names.is_empty() { "-".into() } else { names.join(", ") }
+}
