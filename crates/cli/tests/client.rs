@@ -7,7 +7,6 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use schedulezero_handler::{CallContext, Handler, LinkState, MethodError};
@@ -16,31 +15,9 @@ use serde_json::{Value, json};
 /// How long anything waited on may take before the test gives up (real time, with slack).
 const PATIENCE: Duration = Duration::from_secs(30);
 
-/// The binary under test, linked aside once: helpers that share a target directory relink
-/// `schedulezero` while these tests run, and a test must run the binary it was built with.
+/// The binary under test.
 fn binary() -> &'static Path {
-    static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| {
-        let built = Path::new(env!("CARGO_BIN_EXE_schedulezero"));
-        let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
-        // Earlier runs' copies, whose test process is gone, are removed.
-        for entry in std::fs::read_dir(tmp).into_iter().flatten().flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if let Some(pid) = name.strip_prefix("client-tests-")
-                && !Path::new("/proc").join(pid).exists()
-            {
-                let _ = std::fs::remove_dir_all(entry.path());
-            }
-        }
-        let dir = tmp.join(format!("client-tests-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("a directory for the binary");
-        let aside = dir.join("schedulezero");
-        let _ = std::fs::remove_file(&aside);
-        std::fs::hard_link(built, &aside)
-            .or_else(|_| std::fs::copy(built, &aside).map(|_| ()))
-            .expect("the binary can be linked or copied aside");
-        aside
-    })
+    Path::new(env!("CARGO_BIN_EXE_schedulezero"))
 }
 
 /// A server in its own deployments root, with the addresses from its runtime file.
@@ -54,13 +31,7 @@ struct Server {
 impl Server {
     fn start() -> Server {
         let root = tempfile::tempdir().expect("temp dir");
-        let mut cmd = Command::new(binary());
-        cmd.arg("serve")
-            .arg("--root")
-            .arg(root.path())
-            .args(["--http", "127.0.0.1:0", "--zmq", "tcp://127.0.0.1:0"])
-            .env_remove("SCHEDULEZERO_DEPLOYMENT");
-        let mut proc = support::Proc::spawn(cmd);
+        let mut proc = support::serve(root.path(), &["--http", "127.0.0.1:0", "--zmq", "tcp://127.0.0.1:0"]);
         // The server prints its addresses after writing the runtime file.
         proc.wait_line("  http ", PATIENCE);
         let runtime: Value = serde_json::from_slice(
