@@ -437,6 +437,9 @@ async fn summarize(conn: &mut SqliteConnection) -> Result<Summary, sqlx::Error> 
 /// `-wal`): with `Shared` access such a file passes here, and [`verify_identity`] decides once
 /// SQLite has read the log.
 fn require_store(path: &Path, access: Access) -> StoreResult<()> {
+    if std::fs::symlink_metadata(path).is_err() {
+        return Err(StoreError::NotOurs { path: path.display().to_string(), message: "no such file".into() });
+    }
     match inspect(path)? {
         FileState::Ours { .. } => Ok(()),
         FileState::Blank
