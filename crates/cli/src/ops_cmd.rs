@@ -140,10 +140,13 @@ pub fn check(args: CheckArgs) -> Result<()> {
     if !report.is_ok() {
         bail!("{}\n{}", problems(&report, "the store"), REPAIR_ADVICE);
     }
+    // A store in use keeps its latest commits in its log until a checkpoint.
+    let wal = std::fs::metadata(companion(&target.path, "-wal")).map(|m| m.len()).unwrap_or(0);
+    let log = if wal > 0 { format!(", and {} in its write-ahead log", human(wal)) } else { String::new() };
     println!(
-        "ok: {} ({} bytes): schema version {}, integrity ok, foreign keys ok, invariants ok",
+        "ok: {} ({}{log}): schema version {}, integrity ok, foreign keys ok, invariants ok",
         target.path.display(),
-        report.bytes,
+        human(report.bytes),
         report.schema_version
     );
     if let Some(s) = &report.summary {
@@ -154,6 +157,7 @@ pub fn check(args: CheckArgs) -> Result<()> {
 }
 
 pub fn restore(args: RestoreArgs) -> Result<()> {
+    let serve_again = serve_command(&args.store);
     let target = resolve(args.store)?;
     let backup = absolute(&args.file);
     if !backup.exists() {
@@ -212,7 +216,7 @@ pub fn restore(args: RestoreArgs) -> Result<()> {
     if let Some(s) = &summary {
         print_summary(s);
     }
-    println!("start the server again: schedulezero serve -d {}", target.deployment.name());
+    println!("start the server again: {serve_again}");
     Ok(())
 }
 
@@ -244,6 +248,21 @@ fn refuse_if_in_use(target: &Target) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The `serve` command line for the same store, for the closing hint.
+fn serve_command(args: &StoreArgs) -> String {
+    let mut cmd = String::from("schedulezero serve");
+    if let Some(root) = &args.root {
+        cmd.push_str(&format!(" --root {}", root.display()));
+    }
+    if let Some(d) = &args.deployment {
+        cmd.push_str(&format!(" -d {d}"));
+    }
+    if let Some(db) = &args.database {
+        cmd.push_str(&format!(" --database {db}"));
+    }
+    cmd
 }
 
 fn companion(path: &Path, suffix: &str) -> PathBuf {
