@@ -370,7 +370,7 @@ async fn check_connection(conn: &mut SqliteConnection, path: &Path, bytes: u64) 
                 Err(e) => report.problems.push(format!("cannot verify that no {what}: {e}")),
             }
         }
-        match summarize(&mut *tx).await {
+        match summarize(&mut tx).await {
             Ok(s) => report.summary = Some(s),
             Err(e) => report.problems.push(format!("cannot count the rows: {e}")),
         }
@@ -381,7 +381,7 @@ async fn check_connection(conn: &mut SqliteConnection, path: &Path, bytes: u64) 
 
 /// Invariants the store keeps, each a count of the rows breaking it. (Runs whose schedule is
 /// gone are not among them: a deleted schedule's history is kept on purpose.)
-const INVARIANTS: &[(&'static str, &str)] = &[
+const INVARIANTS: &[(&str, &str)] = &[
     (
         "SELECT count(*) FROM attempts WHERE run_id NOT IN (SELECT id FROM runs)",
         "attempts belong to no run (history is purged a run and its attempts together)",
