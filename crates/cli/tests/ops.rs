@@ -1,13 +1,12 @@
 //! `schedulezero backup`, `restore`, `check`, and `serve`'s refusal of store files that are not
 //! its own, as operators run them: the real binary on real SQLite files, next to a real server
-//! that a version-1 pyzmq handler keeps busy. (`Proc`, `http` and the handler start-up are
-//! copied from tests/serve.rs, trimmed.)
+//! that a version-1 pyzmq handler keeps busy (started with the shared tests/support).
 
-use std::io::{BufRead, Read, Write};
-use std::net::TcpStream;
+mod support;
+
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use schedulezero_store::conformance::{at, interval, schedule};
@@ -16,74 +15,7 @@ use schedulezero_store::{SqliteStore, Store};
 use serde_json::{Value, json};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use sqlx::{ConnectOptions, Connection};
-
-/// A child process killed by PID when dropped, its stdout and stderr lines collected.
-struct Proc {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Proc {
-    fn spawn(mut cmd: Command) -> Proc {
-        cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).stdin(Stdio::null());
-        let mut child = cmd.spawn().expect("process starts");
-        let (tx, rx) = mpsc::channel();
-        for pipe in [
-            Box::new(child.stdout.take().expect("stdout")) as Box<dyn Read + Send>,
-            Box::new(child.stderr.take().expect("stderr")),
-        ] {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
-                    let _ = tx.send(line);
-                }
-            });
-        }
-        Proc { child, lines: rx, seen: Vec::new() }
-    }
-
-    fn wait_line(&mut self, marker: &str, within: Duration) -> String {
-        let deadline = Instant::now() + within;
-        loop {
-            while let Ok(line) = self.lines.try_recv() {
-                self.seen.push(line.clone());
-                if line.contains(marker) {
-                    return line;
-                }
-            }
-            assert!(Instant::now() < deadline, "no line with '{marker}' within {within:?}: {:?}", self.seen);
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn stop(&mut self) -> i32 {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
-        self.wait_exit(Duration::from_secs(30)).0
-    }
-
-    fn wait_exit(&mut self, within: Duration) -> (i32, String) {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                std::thread::sleep(Duration::from_millis(100));
-                while let Ok(line) = self.lines.try_recv() {
-                    self.seen.push(line);
-                }
-                return (status.code().unwrap_or(-1), self.seen.join("\n"));
-            }
-            assert!(Instant::now() < deadline, "did not exit within {within:?}: {:?}", self.seen);
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use support::{http, serve_any_port, serve_with_v1_handler};
 
 fn bin() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_schedulezero"));
@@ -102,62 +34,8 @@ fn text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
-fn serve(root: &Path, extra: &[&str]) -> Proc {
-    let mut cmd = bin();
-    cmd.arg("serve")
-        .arg("--root")
-        .arg(root)
-        .args(["--http", "127.0.0.1:0", "--zmq", "tcp://127.0.0.1:0"])
-        .args(extra);
-    Proc::spawn(cmd)
-}
-
-/// A server on free ports: the process and its HTTP address (from the runtime file).
-fn serve_any_port(root: &Path) -> (Proc, String) {
-    let mut p = serve(root, &[]);
-    p.wait_line("  http ", Duration::from_secs(30));
-    let runtime = runtime(root);
-    let http = runtime["http"].as_str().expect("http").trim_start_matches("http://").to_string();
-    (p, http)
-}
-
-fn runtime(root: &Path) -> Value {
-    let bytes = std::fs::read(root.join("deployments/default/run/server.json")).expect("runtime file");
-    serde_json::from_slice(&bytes).expect("runtime JSON")
-}
-
 fn store_path(root: &Path) -> PathBuf {
     root.join("deployments/default/schedulezero.db")
-}
-
-/// The version-1 pyzmq handler of the transport tests, registered as `legacy`.
-fn v1_handler(root: &Path) -> Proc {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../transport/tests/support/v1_handler.py");
-    let mut cmd = Command::new("python3");
-    cmd.arg("-u")
-        .arg(script)
-        .arg(runtime(root)["zmq"].as_str().expect("zmq"))
-        .arg("legacy")
-        .arg(root.join("calls.log"));
-    let mut p = Proc::spawn(cmd);
-    p.wait_line("registered ", Duration::from_secs(30));
-    p
-}
-
-fn http(addr: &str, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
-    let mut s = TcpStream::connect(addr).expect("connects");
-    s.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
-    let body = body.unwrap_or("");
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).expect("request sent");
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).expect("response read");
-    let (head, text) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-    let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    (status, serde_json::from_str(text).unwrap_or(Value::String(text.to_string())))
 }
 
 fn schedule_job(addr: &str, id: &str, trigger: Value) {
@@ -241,8 +119,7 @@ fn backup_of_a_busy_server_restore_refused_while_it_runs_and_done_after_it_stops
     let root = tempfile::tempdir().expect("tempdir");
     let root = root.path();
     let db = store_path(root);
-    let (mut server, addr) = serve_any_port(root);
-    let mut handler = v1_handler(root);
+    let (mut server, addr, mut handler) = serve_with_v1_handler(root);
     schedule_job(&addr, "tick", json!({"type": "interval", "seconds": 1}));
     schedule_job(&addr, "later", json!({"type": "date", "run_date": "2099-01-01T00:00:00Z"}));
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -287,8 +164,10 @@ fn backup_of_a_busy_server_restore_refused_while_it_runs_and_done_after_it_stops
     assert!(out.contains(&format!("PID {}", server.child.id())) && out.contains("stop it first"), "{out}");
     assert!(out.contains("nothing was changed"), "{out}");
 
-    handler.stop();
-    assert_eq!(server.stop(), 0);
+    handler.term();
+    handler.wait_exit(Duration::from_secs(30));
+    server.term();
+    assert_eq!(server.wait_exit(Duration::from_secs(30)).0, 0);
 
     // Defence in depth: no PID file, but another process has the store open.
     let holder = std::fs::File::open(&db).expect("open the store");
@@ -321,7 +200,8 @@ fn backup_of_a_busy_server_restore_refused_while_it_runs_and_done_after_it_stops
 
     let (mut again, addr) = serve_any_port(root);
     assert_eq!(schedule_ids(&addr), ["later", "tick"], "the backup's schedules are back");
-    assert_eq!(again.stop(), 0);
+    again.term();
+    assert_eq!(again.wait_exit(Duration::from_secs(30)).0, 0);
 }
 
 #[test]
@@ -426,8 +306,12 @@ fn assert_serve_refuses(root: &Path, file: &Path, needle: &str) -> Duration {
     let len = std::fs::metadata(file).expect("file").len();
     let head = head_bytes(file);
     let started = Instant::now();
-    let mut p = serve(root, &["--database", file.to_str().expect("utf-8")]);
-    let (code, out) = p.wait_exit(Duration::from_secs(60));
+    let mut p = support::serve(
+        root,
+        &["--http", "127.0.0.1:0", "--zmq", "tcp://127.0.0.1:0", "--database", file.to_str().expect("utf-8")],
+    );
+    let (code, lines) = p.wait_exit(Duration::from_secs(60));
+    let out = lines.join("\n");
     let took = started.elapsed();
     assert_eq!(code, 1, "{out}");
     assert!(out.contains(&file.display().to_string()) && out.contains(needle), "{} → {out}", file.display());

@@ -32,8 +32,9 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Problems of one kind listed at most this many times (the rest counted).
 const MAX_LISTED: usize = 20;
 
-/// The tables every version of the schema has.
-const TABLES: [&str; 4] = ["schedules", "runs", "attempts", "handler_instances"];
+/// The schema's tables, each with the schema version that created it.
+const TABLES: &[(&str, i64)] =
+    &[("schedules", 1), ("runs", 1), ("attempts", 1), ("handler_instances", 1), ("deleted_schedules", 4)];
 
 /// How a file is opened for reading.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -359,11 +360,18 @@ async fn check_connection(conn: &mut SqliteConnection, path: &Path, bytes: u64) 
             Vec::new()
         }
     };
-    let missing: Vec<&str> = TABLES.iter().copied().filter(|t| !tables.iter().any(|n| n == t)).collect();
+    let missing: Vec<&str> = TABLES
+        .iter()
+        .filter(|(t, since)| *since <= schema_version && !tables.iter().any(|n| n == t))
+        .map(|(t, _)| *t)
+        .collect();
     if !missing.is_empty() {
         report.problems.push(format!("tables missing from the schema: {}", missing.join(", ")));
     } else {
-        for &(query, what) in INVARIANTS {
+        for &(query, what, since) in INVARIANTS {
+            if since > schema_version {
+                continue;
+            }
             match sqlx::query_scalar::<_, i64>(query).fetch_one(&mut *tx).await {
                 Ok(0) => {}
                 Ok(n) => report.problems.push(format!("{n} {what}")),
@@ -379,25 +387,35 @@ async fn check_connection(conn: &mut SqliteConnection, path: &Path, bytes: u64) 
     Ok(report)
 }
 
-/// Invariants the store keeps, each a count of the rows breaking it. (Runs whose schedule is
-/// gone are not among them: a deleted schedule's history is kept on purpose.)
-const INVARIANTS: &[(&str, &str)] = &[
+/// Invariants the store keeps, each a count of the rows breaking it, with the schema version
+/// from which it holds. (A run whose schedule is in neither `schedules` nor `deleted_schedules`
+/// is not among them: schedules deleted before version 4 left no name behind.)
+const INVARIANTS: &[(&str, &str, i64)] = &[
     (
         "SELECT count(*) FROM attempts WHERE run_id NOT IN (SELECT id FROM runs)",
         "attempts belong to no run (history is purged a run and its attempts together)",
+        1,
     ),
     (
         "SELECT count(*) FROM attempts a JOIN runs r ON r.id = a.run_id WHERE a.number > r.attempt",
         "attempts are numbered above their run's latest attempt",
+        1,
     ),
     (
         "SELECT count(*) FROM runs WHERE (lease_owner IS NULL) <> (lease_expires_at IS NULL)",
         "runs have a lease owner without an expiry, or an expiry without an owner",
+        1,
     ),
     (
         "SELECT count(*) FROM (SELECT name FROM schedules WHERE state <> 'finished' \
                                GROUP BY name HAVING count(*) > 1)",
         "live schedules share one name",
+        1,
+    ),
+    (
+        "SELECT count(*) FROM deleted_schedules WHERE id IN (SELECT id FROM schedules)",
+        "schedules are both stored and recorded as deleted",
+        4,
     ),
 ];
 
@@ -728,16 +746,19 @@ mod tests {
         sqlx::raw_sql(
             "INSERT INTO attempts (run_id, number, started_at, finished_at, outcome) \
                  VALUES (x'00112233445566778899aabbccddeeff', 1, 0, 1, 'succeeded'); \
-             UPDATE runs SET lease_owner = 'n', lease_expires_at = NULL WHERE rowid = 1;",
+             UPDATE runs SET lease_owner = 'n', lease_expires_at = NULL WHERE rowid = 1; \
+             INSERT INTO deleted_schedules (id, name, deleted_at) \
+                 SELECT id, name, 0 FROM schedules LIMIT 1;",
         )
         .execute(&mut c)
         .await
         .expect("break");
         c.close().await.expect("close");
         let report = check(&broken, Access::Shared).await.expect("check");
-        assert_eq!(report.problems.len(), 2, "{:?}", report.problems);
+        assert_eq!(report.problems.len(), 3, "{:?}", report.problems);
         assert!(report.problems[0].contains("1 attempts belong to no run"), "{:?}", report.problems);
         assert!(report.problems[1].contains("lease owner"), "{:?}", report.problems);
+        assert!(report.problems[2].contains("1 schedules are both stored and recorded as deleted"));
     }
 
     #[tokio::test]
