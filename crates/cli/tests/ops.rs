@@ -161,7 +161,11 @@ fn backup_of_a_busy_server_restore_refused_while_it_runs_and_done_after_it_stops
     let o = run(root, &["restore", backup.to_str().expect("utf-8")]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let out = text(&o);
-    assert!(out.contains(&format!("PID {}", server.child.id())) && out.contains("stop it first"), "{out}");
+    assert!(
+        out.contains(&format!("the server of deployment 'default' is running as PID {}", server.child.id()))
+            && out.contains("stop it first"),
+        "the server's PID file is what refuses: {out}"
+    );
     assert!(out.contains("nothing was changed"), "{out}");
 
     handler.term();
