@@ -3,12 +3,14 @@
 //!
 //! Module map:
 //! - [`serve_cmd`]: `schedulezero serve` — the server.
+//! - [`ops_cmd`]: `schedulezero backup`, `restore`, `check` — the store's operations.
 //! - [`trigger_cmd`]: `schedulezero trigger next` — preview a trigger's fire times.
 //! - [`schedule_cmd`], [`handler_cmd`], [`run_cmd`]: client commands over the HTTP API, through
 //!   [`client`] (server discovery, errors and exit codes, tables).
 
 mod client;
 mod handler_cmd;
+mod ops_cmd;
 mod run_cmd;
 mod schedule_cmd;
 mod serve_cmd;
@@ -29,6 +31,12 @@ struct Cli {
 enum Command {
     /// Run the server: HTTP API, handler port, scheduler (until SIGTERM or Ctrl-C).
     Serve(serve_cmd::ServeArgs),
+    /// Write a consistent copy of the store to FILE (also while the server runs).
+    Backup(ops_cmd::BackupArgs),
+    /// Put a backup in place of the store, after checking it (the server must be stopped).
+    Restore(ops_cmd::RestoreArgs),
+    /// Check the store in full: every page, index and invariant (also while the server runs).
+    Check(ops_cmd::CheckArgs),
     /// Work with triggers without a server.
     Trigger {
         #[command(subcommand)]
@@ -58,6 +66,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve_cmd::run(args),
+        Command::Backup(args) => ops_cmd::backup(args),
+        Command::Restore(args) => ops_cmd::restore(args),
+        Command::Check(args) => ops_cmd::check(args),
         Command::Trigger { command } => trigger_cmd::run(command),
         Command::Schedule { command } => schedule_cmd::run(command).map_err(Into::into),
         Command::Handler { command } => handler_cmd::run(command).map_err(Into::into),

@@ -5,13 +5,16 @@
 //!   original) and its command line.
 //! - [`pidfile`]: PID files that hold PID, start time and command line, and are verified against
 //!   the live process table instead of trusted; stale ones are detected and cleaned.
+//! - [`files`]: which processes have a file open, from each process's descriptors.
 //! - [`ports`]: which processes hold a TCP port (listening or bound), from `/proc/net/tcp*` and
 //!   each process's open sockets.
 
+pub mod files;
 pub mod pidfile;
 pub mod ports;
 pub mod process;
 
+pub use files::{FileHolder, file_holders};
 pub use pidfile::{PidFile, PidFileError, PidRecord, PidStatus, write_atomically};
 pub use ports::{PortHolder, port_holders};
 pub use process::ProcessInfo;

@@ -47,6 +47,20 @@ pub fn parse(url: &str, base: &Path) -> Result<Database, String> {
     }
 }
 
+/// A database URL fit for messages and logs: its password replaced by `***`.
+pub fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _password)) => format!("{scheme}://{user}:***@{host}{path}"),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -64,6 +78,9 @@ mod tests {
         assert_eq!(parse("sqlite://data/s.db", base), sqlite("/srv/deployments/default/data/s.db"));
         assert_eq!(parse("SQLITE:////tmp/x.db?mode=rwc", base), sqlite("/tmp/x.db"));
         assert!(matches!(parse("postgresql+asyncpg://u@h/db", base), Ok(Database::Postgres(_))));
+        assert_eq!(redacted("postgres://u:s3cr@t@h:5432/db"), "postgres://u:***@h:5432/db");
+        assert_eq!(redacted("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redacted("sqlite:///tmp/x.db"), "sqlite:///tmp/x.db");
         assert!(parse("mysql://x", base).unwrap_err().contains("unsupported"));
         assert!(parse("", base).is_err());
     }

@@ -94,7 +94,8 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
         Database::Sqlite(path) => path,
         Database::Postgres(url) => {
             return Err(ServeError::Database(format!(
-                "PostgreSQL ({url}) is not supported by this build yet; use a SQLite file (the default)"
+                "PostgreSQL ({}) is not supported by this build yet; use a SQLite file (the default)",
+                database::redacted(&url)
             )));
         }
     };

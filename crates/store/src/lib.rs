@@ -46,6 +46,9 @@ pub enum StoreError {
          run a newer schedulezero, or restore a backup made by this version"
     )]
     NewerSchema { path: String, found: i64, known: i64 },
+    /// A maintenance operation on a store file was refused before it changed anything.
+    #[error("{path}: {message}")]
+    Refused { path: String, message: String },
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     #[error("{context}: {source}")]

@@ -9,6 +9,7 @@
 //! - `claim`: `claim_due`, the one transaction that turns due slots into runs.
 //! - `runs`: leases, attempts, recovery, history.
 //! - `handlers`: handler instances.
+//! - [`maintenance`]: backup of a store in use, the full check, restore of a backup.
 //!
 //! Writes go through one connection per store (a pool of one) and always start with
 //! `BEGIN IMMEDIATE`, so two stores on one file (two nodes) queue on SQLite's write lock
@@ -20,6 +21,7 @@ mod batch;
 mod claim;
 mod codec;
 mod handlers;
+pub mod maintenance;
 mod open;
 mod runs;
 mod schedules;

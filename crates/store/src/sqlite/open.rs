@@ -35,7 +35,7 @@ const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
 
 /// What the header says about the file.
 #[derive(Debug, PartialEq, Eq)]
-enum FileState {
+pub(super) enum FileState {
     /// No file yet: SQLite creates it.
     Missing,
     /// An empty file, or a SQLite database with no application id and no tables: initialised.
@@ -53,7 +53,7 @@ fn io_err(context: String, e: std::io::Error) -> StoreError {
 }
 
 /// Reads the header and decides, without writing anything.
-fn inspect(path: &Path) -> StoreResult<FileState> {
+pub(super) fn inspect(path: &Path) -> StoreResult<FileState> {
     let meta = match std::fs::metadata(path) {
         Ok(meta) => meta,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
