@@ -472,3 +472,30 @@ fn sigterm_lets_calls_in_flight_finish_within_the_grace_and_records_the_rest_int
         done["attempts"].as_array().unwrap().iter().map(|a| a["outcome"].as_str().unwrap()).collect();
     assert_eq!(outcomes, ["interrupted", "succeeded"], "{done}");
 }
+
+#[test]
+fn a_closed_stdout_does_not_stop_the_server() {
+    // `schedulezero serve | head -1`: the reader goes away before the banner is written.
+    let root = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_schedulezero"))
+        .args(["serve", "--http", "127.0.0.1:0", "--zmq", "tcp://127.0.0.1:0", "--root"])
+        .arg(root.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !runtime_file(root.path()).exists() {
+        assert!(child.try_wait().unwrap().is_none(), "the server exited");
+        assert!(Instant::now() < deadline, "no runtime file");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let addr = runtime(root.path())["http"].as_str().unwrap().trim_start_matches("http://").to_string();
+    assert_eq!(http(&addr, "GET", "/api/health", None).0, 200, "still serving");
+    let _ = std::process::Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "a clean stop");
+    assert!(!runtime_file(root.path()).exists());
+}

@@ -42,7 +42,11 @@ impl Default for EngineConfig {
 
 /// The system's IANA zone, or UTC when it cannot be told.
 pub fn system_zone() -> Tz {
-    iana_time_zone::get_timezone().ok().and_then(|name| name.parse().ok()).unwrap_or(chrono_tz::UTC)
+    // `TZ` first, as the C library does (`Europe/Paris` or `:Europe/Paris`), then the system's.
+    let from_env = std::env::var("TZ").ok().and_then(|v| v.trim_start_matches(':').parse::<Tz>().ok());
+    from_env
+        .or_else(|| iana_time_zone::get_timezone().ok().and_then(|name| name.parse().ok()))
+        .unwrap_or(chrono_tz::UTC)
 }
 
 fn default_node_id() -> String {

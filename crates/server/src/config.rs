@@ -307,7 +307,13 @@ fn parse_format(source: &str, value: &str) -> Result<LogFormat, ConfigError> {
         "text" => Ok(LogFormat::Text),
         "json" => Ok(LogFormat::Json),
         other => {
-            Err(ConfigError::Env { var: source.into(), message: format!("'{other}' is not text or json") })
+            let message = format!("'{other}' is not text or json");
+            // `source` names a flag (`--log-format`) or an environment variable.
+            Err(if source.starts_with("--") {
+                ConfigError::Invalid { field: source.into(), message }
+            } else {
+                ConfigError::Env { var: source.into(), message }
+            })
         }
     }
 }

@@ -151,11 +151,12 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
             });
         }
         Err(e) => {
-            return Err(ServeError::Bind {
-                what: "the handler port",
-                address: config.zmq.clone(),
-                message: e.to_string(),
-            });
+            let message = match e {
+                // Its own text repeats the endpoint.
+                TransportError::Bind(_, why) => why,
+                other => other.to_string(),
+            };
+            return Err(ServeError::Bind { what: "the handler port", address: config.zmq.clone(), message });
         }
     };
 
@@ -193,10 +194,14 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
     deployment
         .write_runtime(&runtime)
         .map_err(|e| ServeError::Files(format!("{}: {e}", deployment.runtime_file().display())))?;
-    println!("ScheduleZero serving deployment '{}'", deployment.name());
-    println!("  http      {}", runtime.http);
-    println!("  handlers  {}", runtime.zmq);
-    println!("  store     {}", runtime.database);
+    // A closed stdout (`serve | head`) must not stop the server: the runtime file has it all.
+    say(format_args!(
+        "ScheduleZero serving deployment '{}'\n  http      {}\n  handlers  {}\n  store     {}",
+        deployment.name(),
+        runtime.http,
+        runtime.zmq,
+        runtime.database
+    ));
 
     let stopping = tokio_util::sync::CancellationToken::new();
     let state = Arc::new(AppState {
@@ -228,8 +233,15 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
     transport.shutdown().await;
     store.close().await;
     let _ = std::fs::remove_file(deployment.runtime_file());
-    println!("ScheduleZero stopped");
+    say(format_args!("ScheduleZero stopped"));
     Ok(())
+}
+
+/// Prints a line to stdout, ignoring a closed or broken stdout.
+fn say(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
 }
 
 /// The address to try first: the port this deployment bound last time, when the configuration

@@ -261,7 +261,16 @@ async fn run_now(State(s): St, body: Body) -> Result<Response, ApiError> {
         })?,
     };
     let handler_id = target.handler_id.clone();
-    let report = s.engine.run_now(target, Duration::from_secs_f64(timeout)).await?;
+    let report = match s.engine.run_now(target, Duration::from_secs_f64(timeout)).await {
+        Ok(report) => report,
+        Err(schedulezero_engine::EngineError::Timeout(_)) => {
+            return Err(ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                format!("handler '{handler_id}' did not reply within {timeout} s"),
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    };
     match report.outcome {
         AttemptOutcome::Succeeded => Ok(axum::Json(json!({
             "status": "success",

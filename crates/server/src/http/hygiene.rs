@@ -36,7 +36,8 @@ pub(crate) async fn check(State(guard): State<Arc<Guard>>, request: Request, nex
         return ApiError::new(
             StatusCode::FORBIDDEN,
             format!(
-                "Host '{host}' does not name this server; use localhost or 127.0.0.1, or configure the name"
+                "Host '{host}' does not name this server; use localhost or 127.0.0.1, or add the name to \
+                 allowed_hosts in the deployment's schedulezero.toml"
             ),
         )
         .into_response();
