@@ -382,3 +382,32 @@ fn the_openapi_document_describes_the_native_routes_and_the_swagger_ui_is_served
     let init = http(&addr, "GET", "/api/docs/swagger-initializer.js", None).1;
     assert!(init.as_str().unwrap().contains("/api/openapi.json"));
 }
+
+#[test]
+fn the_python_handler_of_the_handler_guide_runs_a_schedule_and_drains_on_sigterm() {
+    // docs/examples/native_handler.py is quoted by docs/HANDLERS.md: this keeps it true.
+    let root = tempfile::tempdir().unwrap();
+    let (_server, addr) = serve_any_port(root.path());
+    let zmq = runtime(root.path())["zmq"].as_str().unwrap().to_string();
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/examples/native_handler.py");
+    let mut cmd = Command::new("python3");
+    cmd.arg("-u").arg(script).arg(&zmq).arg("py-demo");
+    let mut handler = Proc::spawn(cmd);
+    handler.wait_line("registered ", Duration::from_secs(30));
+    let (status, created) = post(
+        &addr,
+        "/api/schedules",
+        json!({"name": "greet", "trigger": {"type": "date", "run_date": 0},
+               "target": {"handler_id": "py-demo", "method": "greet", "params": {"name": "docs"}}}),
+    );
+    assert_eq!(status, 201, "{created}");
+    let page = wait_for(&addr, "/api/runs?schedule=greet", Duration::from_secs(20), |p| {
+        p["runs"][0]["state"] == "succeeded"
+    });
+    assert_eq!(page["runs"][0]["result"]["greeting"], "hello docs");
+    handler.term();
+    let (code, lines) = handler.wait_exit(Duration::from_secs(30));
+    assert_eq!(code, 0, "{lines:?}");
+    assert!(lines.iter().any(|l| l == "drained"), "{lines:?}");
+}
