@@ -499,3 +499,29 @@ fn a_closed_stdout_does_not_stop_the_server() {
     assert_eq!(status.code(), Some(0), "a clean stop");
     assert!(!runtime_file(root.path()).exists());
 }
+
+#[test]
+fn a_second_sigterm_stops_at_once_and_the_next_start_records_the_call_interrupted() {
+    let root = tempfile::tempdir().unwrap();
+    let d = root.path().join("deployments/default");
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(d.join("schedulezero.toml"), "[server]\nshutdown_grace_s = 60\n").unwrap();
+    let (mut server, addr, _handler) = serve_with_v1_handler(root.path());
+    let body = json!({"name": "long", "trigger": {"type": "date", "run_date": 0},
+                      "target": {"handler_id": "legacy", "method": "sleep", "params": {"seconds": 30}}});
+    assert_eq!(http(&addr, "POST", "/api/schedules", Some(&body.to_string())).0, 201);
+    wait_for(&addr, "/api/runs?schedule=long&state=running", Duration::from_secs(15), |p| p["count"] == 1);
+    let stopping = Instant::now();
+    server.term();
+    server.wait_line("second SIGTERM", Duration::from_secs(10));
+    server.term();
+    let (code, lines) = server.wait_exit(Duration::from_secs(30));
+    assert_eq!(code, 0, "{lines:?}");
+    assert!(stopping.elapsed() < Duration::from_secs(20), "not the 60 s grace, nor the 30 s call");
+    assert!(!runtime_file(root.path()).exists());
+    let (_server, addr) = serve_any_port(root.path());
+    let run = http(&addr, "GET", "/api/runs?schedule=long", None).1;
+    let run_id = run["runs"][0]["run_id"].as_str().unwrap().to_string();
+    let detail = http(&addr, "GET", &format!("/api/runs/{run_id}"), None).1;
+    assert_eq!(detail["attempts"][0]["outcome"], "interrupted", "{detail}");
+}

@@ -227,9 +227,18 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
         tracing::error!(error = %e, "the HTTP server failed");
     }
 
-    tracing::info!("stopping: calls in flight get {} s to finish", config.shutdown_grace_s);
+    tracing::info!(
+        "stopping: calls in flight get {} s to finish (a second SIGTERM or Ctrl-C stops at once)",
+        config.shutdown_grace_s
+    );
     maintenance.cancel();
-    engine.shutdown().await;
+    tokio::select! {
+        _ = engine.shutdown() => {}
+        _ = stop_signal() => tracing::warn!(
+            "second stop signal: not waiting for calls in flight; the next start records them interrupted \
+             and retries them per policy"
+        ),
+    }
     transport.shutdown().await;
     store.close().await;
     let _ = std::fs::remove_file(deployment.runtime_file());
