@@ -406,6 +406,9 @@ fn the_python_handler_of_the_handler_guide_runs_a_schedule_and_drains_on_sigterm
         p["runs"][0]["state"] == "succeeded"
     });
     assert_eq!(page["runs"][0]["result"]["greeting"], "hello docs");
+    let detail = http(&addr, "GET", "/api/handlers/py-demo", None).1;
+    let address = detail["instances"][0]["address"].as_str().unwrap();
+    assert!(address.starts_with("127.0.0.1 (connection "), "the connection's IP is shown: {address}");
     handler.term();
     let (code, lines) = handler.wait_exit(Duration::from_secs(30));
     assert_eq!(code, 0, "{lines:?}");

@@ -113,10 +113,11 @@ impl NativeSessions {
         Self { engine, outbox, pending, config, by_peer: HashMap::new(), sessions: HashMap::new() }
     }
 
-    /// `at`: when the socket thread received it (the session task may be behind).
-    pub async fn handle(&mut self, peer: Vec<u8>, msg: FromHandler, at: Instant) {
+    /// `at`: when the socket thread received it (the session task may be behind); `origin`: the
+    /// IP address a hello came from.
+    pub async fn handle(&mut self, peer: Vec<u8>, msg: FromHandler, at: Instant, origin: Option<String>) {
         if let FromHandler::Hello(hello) = msg {
-            return self.hello(peer, hello, at).await;
+            return self.hello(peer, hello, at, origin).await;
         }
         let Some(key) = self.by_peer.get(&peer).cloned() else {
             // A connection this server does not know: it restarted, or dropped the instance.
@@ -164,7 +165,7 @@ impl NativeSessions {
         }
     }
 
-    async fn hello(&mut self, peer: Vec<u8>, hello: Hello, at: Instant) {
+    async fn hello(&mut self, peer: Vec<u8>, hello: Hello, at: Instant, origin: Option<String>) {
         if let Some(expected) = &self.config.credential
             && hello.credential.as_deref() != Some(expected.as_str())
         {
@@ -231,7 +232,12 @@ impl NativeSessions {
             handler_id: hello.handler_id.clone(),
             instance_id: hello.instance_id.clone(),
             protocol: "native".into(),
-            address: format!("zmq-peer:{}", hex(&peer)),
+            // The connection's IP (libzmq's `Peer-Address`) and its ROUTER identity: instances on
+            // one host are told apart by the identity.
+            address: match origin {
+                Some(ip) => format!("{ip} (connection {})", hex(&peer)),
+                None => format!("connection {}", hex(&peer)),
+            },
             methods: hello.methods.clone(),
             capacity: hello.capacity,
             link: link.clone(),

@@ -26,6 +26,9 @@ pub(crate) enum Inbound {
         msg: FromHandler,
         /// When it was received, for liveness (the session task may lag behind).
         at: Instant,
+        /// For a hello: the IP address of the connection it came on (libzmq's `Peer-Address`),
+        /// shown as the instance's address.
+        origin: Option<String>,
     },
     /// A result no call awaits (late, or from before a server restart).
     LateResult {
@@ -144,12 +147,27 @@ impl Actor {
         true
     }
 
+    /// The parts of one message waiting on the ROUTER (they arrive together), or `None`.
+    fn recv_parts(&self) -> Option<Vec<zmq::Message>> {
+        let mut parts = Vec::with_capacity(3);
+        loop {
+            match self.router.recv_msg(zmq::DONTWAIT) {
+                Ok(m) => {
+                    let more = m.get_more();
+                    parts.push(m);
+                    if !more {
+                        return Some(parts);
+                    }
+                }
+                Err(_) => return (!parts.is_empty()).then_some(parts),
+            }
+        }
+    }
+
     fn take_inbound(&mut self) {
         for _ in 0..1024 {
-            let mut frames = match self.router.recv_multipart(zmq::DONTWAIT) {
-                Ok(f) => f,
-                Err(_) => return,
-            };
+            let Some(mut parts) = self.recv_parts() else { return };
+            let mut frames: Vec<Vec<u8>> = parts.iter().map(|m| m.to_vec()).collect();
             if frames.is_empty() {
                 continue;
             }
@@ -162,7 +180,13 @@ impl Actor {
                         }
                     }
                     Ok(msg) => {
-                        let _ = self.inbound.send(Inbound::Native { peer, msg, at: Instant::now() });
+                        let origin = match msg {
+                            FromHandler::Hello(_) => {
+                                parts.last_mut().and_then(|m| m.gets("Peer-Address")).map(str::to_string)
+                            }
+                            _ => None,
+                        };
+                        let _ = self.inbound.send(Inbound::Native { peer, msg, at: Instant::now(), origin });
                     }
                     Err(e) => {
                         if self.malformed.allow() {

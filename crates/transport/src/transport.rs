@@ -122,7 +122,7 @@ async fn sessions(
             // Messages first: liveness must not be judged while heartbeats wait in the queue.
             biased;
             m = inbound.recv() => match m {
-                Some(Inbound::Native { peer, msg, at }) => native.handle(peer, msg, at).await,
+                Some(Inbound::Native { peer, msg, at, origin }) => native.handle(peer, msg, at, origin).await,
                 Some(Inbound::LateResult { peer, result }) => native.late_result(peer, result),
                 Some(Inbound::V1 { peer, body }) => v1.request(peer, body).await,
                 None => break,
