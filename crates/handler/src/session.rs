@@ -25,7 +25,16 @@ struct Session {
     calls: Calls,
     /// Where [`LinkState`] changes are published.
     status: watch::Sender<LinkState>,
+    /// The server's endpoint, for logs.
+    endpoint: String,
+    /// Since when hellos have gone unanswered (none while registered), and when to say so next:
+    /// a wrong endpoint or a server that is down would otherwise look like a silent hang.
+    unanswered: Option<(Instant, Instant)>,
 }
+
+/// How long hellos may go unanswered before the handler says so (then every [`SILENCE_REPEAT`]).
+const SILENCE_WARNING: std::time::Duration = std::time::Duration::from_secs(5);
+const SILENCE_REPEAT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Serves calls from the server at `endpoint` until shut down: the first shutdown request drains
 /// (goodbye, refuse new calls, finish the calls in flight), a second one closes at once.
@@ -44,6 +53,8 @@ pub(crate) async fn run(
         link: Link::new(Instant::now()),
         calls: Calls::new(methods, hello.capacity),
         status,
+        endpoint: endpoint.to_string(),
+        unanswered: None,
     };
     tracing::info!("{} connecting to {endpoint}", s.who);
     s.status.send_replace(s.link.state());
@@ -100,6 +111,7 @@ impl Session {
             }
             FromServer::Welcome { heartbeat_ms, max_frame_bytes, server } => {
                 tracing::info!("{} registered with {server} (heartbeat every {heartbeat_ms} ms)", self.who);
+                self.unanswered = None;
                 self.link.welcomed(heartbeat_ms, max_frame_bytes, Instant::now());
                 if self.link.is_draining() {
                     self.send_goodbye();
@@ -125,7 +137,20 @@ impl Session {
     /// Sends the hello or heartbeat the link's timer says is due.
     fn on_timer(&mut self) {
         match self.link.due(Instant::now()) {
-            Some(Due::Hello) => self.socket.send(self.hello.clone()),
+            Some(Due::Hello) => {
+                self.socket.send(self.hello.clone());
+                let now = Instant::now();
+                let (since, warn_at) = *self.unanswered.get_or_insert((now, now + SILENCE_WARNING));
+                if now >= warn_at {
+                    tracing::warn!(
+                        "{}: no answer from {} for {} s; is a ScheduleZero server listening there? (still trying)",
+                        self.who,
+                        self.endpoint,
+                        (now - since).as_secs()
+                    );
+                    self.unanswered = Some((since, now + SILENCE_REPEAT));
+                }
+            }
             Some(Due::Heartbeat) => {
                 let in_flight = u32::try_from(self.calls.in_flight()).unwrap_or(u32::MAX);
                 self.send(&FromHandler::Heartbeat { in_flight });

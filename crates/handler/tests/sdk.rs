@@ -451,3 +451,41 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// Collects what the handler logs.
+#[derive(Clone, Default)]
+struct Logs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("log buffer").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_server_that_never_answers_is_reported_naming_the_endpoint() {
+    // A ROUTER that takes hellos and never answers: a wrong endpoint looks just like this.
+    let server = Server::on_any_port();
+    let logs = Logs::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt().with_writer(move || writer.clone()).with_ansi(false).finish();
+    let handler = Handler::builder("quiet")
+        .method("echo", |_: CallContext, p: Value| async move { Ok::<_, MethodError>(p) })
+        .build()
+        .expect("valid handler");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    tracing::subscriber::with_default(subscriber, || {
+        runtime.block_on(async {
+            handler.run_until(&server.endpoint, tokio::time::sleep(Duration::from_secs(7))).await
+        })
+    })
+    .expect("runs until told to stop");
+    let text = String::from_utf8_lossy(&logs.0.lock().expect("log buffer")).into_owned();
+    let expected = format!("no answer from {} for 5 s", server.endpoint);
+    assert!(text.contains(&expected), "expected '{expected}' in:\n{text}");
+    assert!(text.contains("is a ScheduleZero server listening there?"), "{text}");
+}
