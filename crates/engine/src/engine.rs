@@ -235,7 +235,8 @@ impl Engine {
 
     // --- schedules ---
 
-    /// Validates and stores a new schedule (committed before this returns) and wakes the loop.
+    /// Validates and stores a new schedule (committed before this returns) and wakes the loop if
+    /// the schedule fires before the loop's planned wake-up.
     pub async fn add_schedule(&self, spec: ScheduleSpec) -> Result<Schedule, EngineError> {
         validate_target(&spec.target)?;
         spec.policies.validate()?;
@@ -250,7 +251,15 @@ impl Engine {
             schedule.state = ScheduleState::Paused;
         }
         self.shared.store.insert_schedule(&schedule).await?;
-        self.changed(schedule.id, ScheduleChange::Created);
+        self.shared
+            .events
+            .publish(Event::ScheduleChanged { schedule_id: schedule.id, change: ScheduleChange::Created });
+        // Paused or finished: nothing for the loop to claim.
+        if schedule.state == ScheduleState::Active
+            && let Some(at) = schedule.next_fire_at
+        {
+            self.shared.wake_scheduler_before(at);
+        }
         Ok(schedule)
     }
 

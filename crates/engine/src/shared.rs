@@ -30,6 +30,18 @@ impl Shared {
         self.activity.wakes.fetch_add(1, Ordering::AcqRel);
         self.wake.notify_one();
     }
+
+    /// Wakes the scheduler loop unless it is parked until `at` or earlier. A wake-up costs a claim
+    /// transaction, and a client creating schedules far ahead would otherwise pay one per schedule.
+    /// Call after the change is committed: a loop that is not parked may have read the store
+    /// before it, and is woken; one parked read it after its last tick, which saw the store.
+    pub fn wake_scheduler_before(&self, at: Timestamp) {
+        let st = *self.activity.scheduler.borrow();
+        if st.parked && st.quiet_until.is_some_and(|planned| planned <= at) {
+            return;
+        }
+        self.wake_scheduler();
+    }
 }
 
 /// Where the scheduler loop is.

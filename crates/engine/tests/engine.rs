@@ -442,6 +442,34 @@ async fn cancelling_a_running_run_stops_it_and_records_cancelled() {
 }
 
 #[tokio::test]
+async fn schedules_added_while_the_loop_sleeps_fire_on_time_before_or_after_its_planned_wake_up() {
+    let calls = Arc::new(AtomicU32::new(0));
+    let h = Harness::start(vec![counting(calls.clone())]).await;
+    // The loop sleeps toward this one's first fire, 4 s ahead.
+    let planned = json!({"type": "interval", "seconds": 60, "start_time": "2026-06-01T12:00:04Z"});
+    let planned = h.add("planned", planned, "tick", no_retry()).await;
+    h.idle().await;
+    // Due before that wake-up: the loop must be woken for it. Due after: the loop finds it when
+    // it wakes as planned (it is not woken for it, which saves a claim per far-off schedule).
+    let sooner = h
+        .add("sooner", json!({"type": "date", "run_date": "2026-06-01T12:00:01Z"}), "tick", no_retry())
+        .await;
+    let later =
+        h.add("later", json!({"type": "date", "run_date": "2026-06-01T12:00:06Z"}), "tick", no_retry()).await;
+    h.idle().await;
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    h.advance(1.0).await;
+    assert_eq!(h.states(&sooner).await, [RunState::Succeeded], "fired at 12:00:01");
+    h.advance(3.0).await;
+    assert_eq!(h.states(&planned).await, [RunState::Succeeded], "fired at 12:00:04");
+    h.advance(1.999).await;
+    assert_eq!(h.states(&later).await, [], "not before 12:00:06");
+    h.advance(0.001).await;
+    assert_eq!(h.states(&later).await, [RunState::Succeeded], "fired at 12:00:06");
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
 async fn a_fired_date_schedule_frees_its_name() {
     let calls = Arc::new(AtomicU32::new(0));
     let h = Harness::start(vec![counting(calls.clone())]).await;
