@@ -527,8 +527,16 @@ async fn run_now(a: &Args, v: &mut Verdicts) -> Res<()> {
         }
     }
     let seq = Stats::of(times);
+    // For scale: the HTTP stack alone (same connection, a route that touches no store).
+    let mut health = Vec::with_capacity(a.calls);
+    for _ in 0..a.calls {
+        let t0 = Instant::now();
+        c.send(Method::GET, "/api/health", None).await?;
+        health.push(ms(t0.elapsed()));
+    }
     println!("sequential, 1 client, {} calls after {warmup} warm-up:", a.calls);
     println!("  latency {}", seq.line("ms"));
+    println!("  for scale, GET /api/health on the same connection: {}", Stats::of(health).line("ms"));
     v.check("run-now sequential p50", seq.p50, "ms", 0.3, true);
 
     let warm = Duration::from_secs(2);
