@@ -205,6 +205,10 @@ async fn warnings_for(s: &AppState, target: &Target) -> Result<Vec<String>, ApiE
         .filter(|i| i.handler_id == target.handler_id)
         .flat_map(|i| i.methods.clone())
         .collect();
+    if methods.contains(&target.method) {
+        // A live instance offers it: nothing to say, and no store read on each create.
+        return Ok(vec![]);
+    }
     methods.extend(
         s.engine
             .known_instances()
