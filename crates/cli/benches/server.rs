@@ -434,6 +434,7 @@ impl Client {
 /// Percentiles of a sample, in the sample's unit.
 struct Stats {
     n: usize,
+    min: f64,
     p50: f64,
     p90: f64,
     p99: f64,
@@ -445,7 +446,7 @@ impl Stats {
         v.sort_by(f64::total_cmp);
         let at =
             |p: f64| if v.is_empty() { f64::NAN } else { v[(((v.len() - 1) as f64) * p).round() as usize] };
-        Stats { n: v.len(), p50: at(0.5), p90: at(0.9), p99: at(0.99), max: at(1.0) }
+        Stats { n: v.len(), min: at(0.0), p50: at(0.5), p90: at(0.9), p99: at(0.99), max: at(1.0) }
     }
 
     fn line(&self, unit: &str) -> String {
@@ -483,8 +484,12 @@ impl Verdicts {
     }
 }
 
+/// The scenario's title, with the machine's load: these figures move with it on a shared machine.
 fn heading(title: &str) {
-    println!("\n== {title} ==");
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load: Vec<&str> = load.split_whitespace().take(3).collect();
+    println!("\n== {title} ==\n({cores} cores, load average {})", load.join(" "));
 }
 
 fn ms(d: Duration) -> f64 {
@@ -660,6 +665,11 @@ async fn same_second(a: &Args, v: &mut Verdicts) -> Res<()> {
     println!("delivered to the handlers: {} calls, {} distinct runs, of {}", seen.len(), runs.len(), a.due);
     let lat = Stats::of(seen.iter().map(|(_, us)| *us as f64 / 1e3).collect());
     println!("  lateness at the handler (received − scheduled_for): {}", lat.line("ms"));
+    println!(
+        "  the first call arrived {:.3} ms after the slot, the last {:.3} ms after the first",
+        lat.min,
+        lat.max - lat.min
+    );
 
     // The server's own record: started_at − scheduled_for, in whole milliseconds.
     let deadline = Instant::now() + Duration::from_secs(30);
