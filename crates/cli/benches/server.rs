@@ -695,7 +695,7 @@ async fn same_second(a: &Args, v: &mut Verdicts) -> Res<()> {
 
 /// The trigger of the k-th created schedule: hourly intervals and daily crons that start in 2099.
 fn far_trigger(k: usize) -> Value {
-    if k % 2 == 0 {
+    if k.is_multiple_of(2) {
         json!({"type": "interval", "hours": 1 + k % 24, "start_time": "2099-01-01T00:00:00+00:00"})
     } else {
         json!({"type": "cron", "hour": k % 24, "minute": k % 60, "start_time": "2099-01-01T00:00:00+00:00"})
