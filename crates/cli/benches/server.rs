@@ -594,10 +594,14 @@ async fn run_now(a: &Args, v: &mut Verdicts) -> Res<()> {
     println!("  answered {ok} with 200, {failed} not");
     println!("  latency {}", conc.line("ms"));
     // The runs and outcomes are committed in the recorder's batches, behind the replies.
+    let at_last_reply = server.memory()?;
     let t0 = Instant::now();
     let stats = loop {
         let (_, stats) = c.json(Method::GET, "/api/executions/stats", None).await?;
-        if stats["total_executions"].as_u64().unwrap_or(0) >= sent || t0.elapsed() > Duration::from_secs(30) {
+        // Finished runs: a run is stored `running` first, then its outcome, in the next commit.
+        let finished =
+            stats["success_count"].as_u64().unwrap_or(0) + stats["error_count"].as_u64().unwrap_or(0);
+        if finished >= sent || t0.elapsed() > Duration::from_secs(30) {
             break stats;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -608,6 +612,7 @@ async fn run_now(a: &Args, v: &mut Verdicts) -> Res<()> {
         stats["error_count"],
         ms(t0.elapsed())
     );
+    println!("  server memory at the last reply: {at_last_reply}");
     v.check(&format!("run-now {} clients throughput", a.clients), rate, "calls/s", 10_000.0, false);
     Ok(())
 }
