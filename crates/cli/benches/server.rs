@@ -17,7 +17,8 @@
 //!
 //! The server is spawned as `serve --root <tmpdir> --http 127.0.0.1:0 --zmq tcp://127.0.0.1:0` and
 //! found through its runtime file; `SZ_BENCH_SERVER=<path>` runs another build of the binary
-//! instead (to compare a change with a copy of the binary from before it). The handler processes are this binary re-run as SDK handlers
+//! instead (to compare a change with a copy of the binary from before it). That path must be the
+//! server itself (or a script that `exec`s it): the bench kills the PID it spawned. The handler processes are this binary re-run as SDK handlers
 //! (`SZ_BENCH_HANDLER`). Every process is killed by PID when dropped. Results: BENCHMARKS.md.
 
 use std::fs::File;
