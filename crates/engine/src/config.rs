@@ -11,7 +11,8 @@ pub struct EngineConfig {
     pub node_id: String,
     /// The zone naive times are read in (default: the system's zone, else UTC).
     pub local_zone: Tz,
-    /// Schedules claimed per transaction (default 2,000).
+    /// Schedules claimed per transaction, at most (default 2,000; a tick starts with 64 and
+    /// doubles, so the first calls of a burst go out early).
     pub claim_batch: usize,
     /// How long finished runs are kept (default 30 days; `None`: forever).
     pub history_retention: Option<TimeDelta>,
@@ -24,6 +25,10 @@ pub struct EngineConfig {
     /// already started ends its attempt `lost` and is retried per its policy, so a handler that
     /// is gone for long cannot fill the server's memory.
     pub max_waiting: usize,
+    /// "Run now" outcomes that may wait for their commit (default 8,192, about a second of the
+    /// store's rate). Past it, "run now" callers wait for the store: a burst faster than the disk
+    /// costs neither unbounded memory nor, on a crash, more than this many unrecorded calls.
+    pub run_now_backlog: usize,
 }
 
 impl Default for EngineConfig {
@@ -36,6 +41,7 @@ impl Default for EngineConfig {
             purge_every: TimeDelta::hours(1),
             shutdown_grace: Duration::from_secs(10),
             max_waiting: 10_000,
+            run_now_backlog: 8_192,
         }
     }
 }

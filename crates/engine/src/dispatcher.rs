@@ -41,6 +41,9 @@ pub(crate) struct Item {
     pub report: Option<oneshot::Sender<AttemptReport>>,
     /// The run is not in the store yet ("run now"): the recorder inserts it with its outcome.
     pub unsaved: bool,
+    /// Held until the outcome is committed (moved into the recorder's [`Ended`]), so callers of
+    /// "run now" wait when the store falls behind instead of piling up outcomes in memory.
+    pub admission: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 enum Msg {
@@ -244,6 +247,7 @@ impl Actor {
             scheduled_for: run.scheduled_for,
             may_release_queued: item.dispatch.policies.overlap == OverlapPolicy::QueueOne,
             new_run: item.unsaved.then(|| item.dispatch.run.clone()),
+            admission: item.admission,
         });
         if let Some(tx) = item.report {
             let _ = tx.send(AttemptReport {
@@ -480,6 +484,7 @@ impl CallTask {
             scheduled_for: run.scheduled_for,
             may_release_queued: policies.overlap == OverlapPolicy::QueueOne,
             new_run: self.item.unsaved.then(|| run.clone()),
+            admission: self.item.admission,
         });
         let _ = self.dispatcher.tx.send(Msg::CallEnded(run.id));
     }

@@ -82,6 +82,8 @@ pub struct Engine {
     recorder: RecorderHandle,
     stop: CancellationToken,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// "Run now" outcomes not yet committed (`EngineConfig::run_now_backlog`).
+    run_now_backlog: Arc<tokio::sync::Semaphore>,
 }
 
 impl Engine {
@@ -119,7 +121,15 @@ impl Engine {
             tokio::spawn(scheduler::run(shared.clone(), dispatcher.clone(), stop.clone())),
             tokio::spawn(purge_history(shared.clone(), stop.clone())),
         ];
-        Ok(Engine { shared, dispatcher, recorder, stop, tasks: Mutex::new(tasks) })
+        let backlog = shared.config.run_now_backlog.max(1);
+        Ok(Engine {
+            shared,
+            dispatcher,
+            recorder,
+            stop,
+            tasks: Mutex::new(tasks),
+            run_now_backlog: Arc::new(tokio::sync::Semaphore::new(backlog)),
+        })
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -394,12 +404,17 @@ impl Engine {
             timeout: timeout_delta,
             ..Policies::default()
         };
+        let admission = tokio::select! {
+            permit = self.run_now_backlog.clone().acquire_owned() => permit.map_err(|_| EngineError::ShuttingDown)?,
+            _ = self.shared.clock.sleep_until(now + timeout_delta) => return Err(EngineError::Timeout(timeout)),
+        };
         let (tx, rx) = oneshot::channel();
         self.shared.activity.runs_taken(1);
         self.dispatcher.submit(vec![Item {
             dispatch: Dispatch { run, policies },
             report: Some(tx),
             unsaved: true,
+            admission: Some(admission),
         }]);
         tokio::select! {
             report = rx => report.map_err(|_| EngineError::ShuttingDown),

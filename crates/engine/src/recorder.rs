@@ -26,6 +26,9 @@ pub(crate) struct Ended {
     pub may_release_queued: bool,
     /// A run not yet in the store ("run now"), inserted in the same batch before its outcome.
     pub new_run: Option<Run>,
+    /// Released when this is committed and dropped (see `dispatcher::Item::admission`).
+    #[allow(dead_code)] // held for its drop
+    pub admission: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 pub(crate) enum Msg {

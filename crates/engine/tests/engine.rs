@@ -690,3 +690,33 @@ async fn a_trigger_that_never_fires_again_and_a_bad_name_are_refused_naming_the_
     let ok = h.engine.add_schedule(every_minute().name("x".repeat(200))).await.expect("200 characters");
     assert!(h.engine.list_schedules(&Default::default()).await.expect("list").iter().any(|s| s.id == ok.id));
 }
+
+#[tokio::test]
+async fn run_now_waits_for_the_store_past_its_backlog_and_every_call_completes() {
+    let calls = Arc::new(AtomicU32::new(0));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqliteStore::open_path(&dir.path().join("e.db")).await.expect("store opens");
+    let clock = Arc::new(VirtualClock::new(t(T0)));
+    // Two outcomes may wait for their commit: the 48 other callers wait their turn.
+    let engine = Engine::start(Arc::new(store), clock, EngineConfig { run_now_backlog: 2, ..config() })
+        .await
+        .expect("engine starts");
+    engine.add_local_handler(counting(calls.clone())).await.expect("handler");
+    let all =
+        futures::future::join_all((0..50).map(|_| engine.run_now(target("tick"), Duration::from_secs(30))));
+    // A permit never given back would leave callers waiting on a clock that does not move.
+    let results =
+        tokio::time::timeout(Duration::from_secs(20), all).await.expect("every caller gets through");
+    for r in &results {
+        assert_eq!(
+            r.as_ref().map(|r| r.outcome).ok(),
+            Some(AttemptOutcome::Succeeded),
+            "{:?}",
+            r.as_ref().err()
+        );
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 50);
+    tokio::time::timeout(Duration::from_secs(20), engine.idle()).await.expect("idle");
+    let runs = engine.store().list_runs(&RunFilter::default()).await.expect("runs");
+    assert_eq!(runs.len(), 50, "every call recorded");
+}

@@ -11,7 +11,6 @@ use schedulezero_core::policy::{OverlapPolicy, Policies};
 use schedulezero_core::run::{Run, RunId, RunState};
 use schedulezero_core::schedule::{Schedule, ScheduleId, ScheduleState, Target};
 use schedulezero_core::trigger::Trigger;
-use serde_json::Value;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{AssertSqlSafe, Sqlite, Transaction};
 use uuid::Uuid;
@@ -27,8 +26,9 @@ pub(super) struct Parsed {
     policies: Policies,
     handler_id: String,
     method: String,
+    /// The params as stored (validated JSON): parsed for each run sent, not kept parsed, since
+    /// a parsed object costs several times its text in memory for every cached schedule.
     params_text: String,
-    params: Value,
 }
 
 /// Parsed definitions of the schedules this node claimed lately, by id. Claims read only each
@@ -76,7 +76,6 @@ impl ScheduleCache {
                 handler_id: s.target.handler_id.clone(),
                 method: s.target.method.clone(),
                 params_text,
-                params: s.target.params.clone(),
             }),
         );
     }
@@ -97,8 +96,10 @@ fn decode_parsed(row: &SqliteRow) -> StoreResult<Parsed> {
         policies: parse_policies(&policies)?,
         handler_id: get(row, "handler_id")?,
         method: get(row, "method")?,
-        params: parse_json(&params_text, "stored params")?,
-        params_text,
+        params_text: {
+            parse_json(&params_text, "stored params")?;
+            params_text
+        },
     })
 }
 
@@ -424,7 +425,8 @@ pub(super) async fn claim_due(
                 target: Target {
                     handler_id: d.def.handler_id.clone(),
                     method: d.def.method.clone(),
-                    params: d.def.params.clone(),
+                    // Checked when decoded or written: it parses.
+                    params: serde_json::from_str(&d.def.params_text).unwrap_or_default(),
                 },
                 created_at: now,
                 started_at: (p.state == RunState::Running).then_some(now),

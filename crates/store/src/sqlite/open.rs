@@ -141,7 +141,6 @@ fn connect_options(options: &SqliteOptions) -> SqliteConnectOptions {
         })
         .busy_timeout(BUSY_TIMEOUT)
         .foreign_keys(false)
-        .pragma("cache_size", "-65536")
         .pragma("temp_store", "memory")
         .pragma("journal_size_limit", "67108864")
         .pragma("wal_autocheckpoint", "16384")
@@ -157,7 +156,8 @@ pub(super) async fn open_pools(options: &SqliteOptions) -> StoreResult<(SqlitePo
     let writer = SqlitePoolOptions::new()
         .max_connections(1)
         .acquire_timeout(Duration::from_secs(300))
-        .connect_with(connect_options(options).create_if_missing(true))
+        // The writer touches every hot page (claims, outcomes): a large cache saves reads.
+        .connect_with(connect_options(options).create_if_missing(true).pragma("cache_size", "-65536"))
         .await
         .map_err(db_err(context.as_str()))?;
     if let Err(e) = migrate(&writer, path).await {
@@ -167,7 +167,9 @@ pub(super) async fn open_pools(options: &SqliteOptions) -> StoreResult<(SqlitePo
     let reader = SqlitePoolOptions::new()
         .max_connections(READERS)
         .acquire_timeout(Duration::from_secs(300))
-        .connect_with(connect_options(options))
+        // Readers serve API listings; the OS page cache holds the file anyway, so each keeps a
+        // small cache of its own instead of a copy of the database per connection.
+        .connect_with(connect_options(options).pragma("cache_size", "-2048"))
         .await
         .map_err(db_err(context.as_str()))?;
     Ok((writer, reader))
