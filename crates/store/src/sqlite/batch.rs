@@ -5,7 +5,7 @@
 //! Use anonymous `?` placeholders only in these statements, in text order: sqlx numbers
 //! anonymous ones by counting them, blind to any `?NNN` beside them.
 
-/// Chunk sizes, largest first. Every size times the widest row (15 columns) stays far below
+/// Chunk sizes, largest first. Every size times the widest row (17 columns) stays far below
 /// SQLite's 32,766 bound parameters.
 const SIZES: [usize; 5] = [256, 64, 16, 4, 1];
 
