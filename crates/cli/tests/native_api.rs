@@ -6,23 +6,10 @@
 mod support;
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::*;
-
-/// Polls `GET path` until `done` holds (≥3× the expected delay as slack).
-fn wait_for(addr: &str, path: &str, within: Duration, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + within;
-    loop {
-        let (status, body) = http(addr, "GET", path, None);
-        if status == 200 && done(&body) {
-            return body;
-        }
-        assert!(Instant::now() < deadline, "GET {path} never satisfied the condition: {status} {body}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 fn post(addr: &str, path: &str, body: Value) -> (u16, Value) {
     http(addr, "POST", path, Some(&body.to_string()))

@@ -409,19 +409,6 @@ fn cors_headers_go_only_to_configured_origins() {
     assert!(body["error"]["message"].as_str().unwrap().contains("allowed_origins"));
 }
 
-/// Polls `GET path` until `done` holds.
-fn wait_for(addr: &str, path: &str, within: Duration, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + within;
-    loop {
-        let (status, body) = http(addr, "GET", path, None);
-        if status == 200 && done(&body) {
-            return body;
-        }
-        assert!(Instant::now() < deadline, "GET {path} never satisfied the condition: {status} {body}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn sigterm_lets_calls_in_flight_finish_within_the_grace_and_records_the_rest_interrupted() {
     let root = tempfile::tempdir().unwrap();

@@ -183,3 +183,16 @@ pub fn serve_with_v1_handler(root: &Path) -> (Proc, String, Proc) {
     handler.wait_line("registered ", Duration::from_secs(30));
     (server, addr, handler)
 }
+
+/// Polls `GET path` until `done` holds (the caller gives the slack).
+pub fn wait_for(addr: &str, path: &str, within: Duration, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let (status, body) = http(addr, "GET", path, None);
+        if status == 200 && done(&body) {
+            return body;
+        }
+        assert!(Instant::now() < deadline, "GET {path} never satisfied the condition: {status} {body}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

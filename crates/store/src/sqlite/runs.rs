@@ -406,28 +406,27 @@ pub(super) async fn recover(store: &SqliteStore, now: Timestamp) -> StoreResult<
 pub(super) async fn insert(store: &SqliteStore, runs: &[Run], skip_existing: bool) -> StoreResult<()> {
     let ctx = "cannot insert a run";
     let mut tx = store.write(ctx).await?;
-    if skip_existing {
-        // The recorder's batches ("run now" runs, thousands a second): a few multi-row
-        // statements instead of one round trip to SQLite per run.
-        insert_batch_in(&mut tx, runs).await?;
-    } else {
-        for run in runs {
-            insert_in(&mut tx, run, false).await?;
-        }
-    }
+    insert_in(&mut tx, runs, skip_existing).await?;
     tx.commit().await.map_err(db_err(ctx))
 }
 
-/// `INSERT OR IGNORE` of many runs, set-based (see `batch`).
-async fn insert_batch_in(tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>, runs: &[Run]) -> StoreResult<()> {
+/// Inserts runs set-based (see `batch`): the recorder's batches of "run now" runs are thousands
+/// a second. With `skip_existing`, runs whose id is stored already are left as they are;
+/// without it, a run on a slot its schedule already has is `DuplicateSlot`.
+async fn insert_in(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    runs: &[Run],
+    skip_existing: bool,
+) -> StoreResult<()> {
     let ctx = "cannot insert runs";
+    let verb = if skip_existing { "INSERT OR IGNORE" } else { "INSERT" };
     let params: Vec<String> = runs.iter().map(|r| r.target.params.to_string()).collect();
     let results: Vec<Option<String>> =
         runs.iter().map(|r| r.result.as_ref().map(|v| v.to_string())).collect();
     let indexed: Vec<usize> = (0..runs.len()).collect();
     for chunk in batch::chunks(&indexed) {
         let sql = format!(
-            "INSERT OR IGNORE INTO runs (id, schedule_id, scheduled_for, dispatch_at, state, attempt, \
+            "{verb} INTO runs (id, schedule_id, scheduled_for, dispatch_at, state, attempt, \
                  max_attempts, handler_id, method, params, created_at, started_at, attempt_started_at, \
                  finished_at, result, error, slot_count) VALUES {}",
             batch::values(chunk.len(), 17)
@@ -454,48 +453,22 @@ async fn insert_batch_in(tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>, runs
                 .bind(run.error.as_deref())
                 .bind(run.slot_count);
         }
-        q.execute(&mut **tx).await.map_err(db_err(ctx))?;
+        q.execute(&mut **tx).await.map_err(|e| {
+            // A single run on a taken slot (`run_schedule_now`) is told so; it tries the next.
+            let slot = match chunk {
+                &[i] if is_unique_violation(&e, "runs.scheduled_for") => {
+                    runs[i].schedule_id.map(|schedule_id| (schedule_id, runs[i].scheduled_for))
+                }
+                _ => None,
+            };
+            match slot {
+                Some((schedule_id, scheduled_for)) => {
+                    StoreError::DuplicateSlot { schedule_id, scheduled_for }
+                }
+                None => db_err(ctx)(e),
+            }
+        })?;
     }
-    Ok(())
-}
-
-async fn insert_in(
-    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
-    run: &Run,
-    skip_existing: bool,
-) -> StoreResult<()> {
-    let ctx = "cannot insert a run";
-    let verb = if skip_existing { "INSERT OR IGNORE" } else { "INSERT" };
-    sqlx::query(AssertSqlSafe(format!(
-        "{verb} INTO runs (id, schedule_id, scheduled_for, dispatch_at, state, attempt, max_attempts, \
-                           handler_id, method, params, created_at, started_at, attempt_started_at, \
-                           finished_at, result, error, slot_count) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13, ?14, ?15, ?16)"
-    )))
-    .bind(run.id)
-    .bind(run.schedule_id)
-    .bind(ms(run.scheduled_for))
-    .bind(opt_ms(run.dispatch_at))
-    .bind(run.state.as_str())
-    .bind(run.attempt)
-    .bind(run.max_attempts)
-    .bind(&run.target.handler_id)
-    .bind(&run.target.method)
-    .bind(run.target.params.to_string())
-    .bind(ms(run.created_at))
-    .bind(opt_ms(run.started_at))
-    .bind(opt_ms(run.finished_at))
-    .bind(run.result.as_ref().map(|v| v.to_string()))
-    .bind(run.error.as_deref())
-    .bind(run.slot_count)
-    .execute(&mut **tx)
-    .await
-    .map_err(|e| match (run.schedule_id, is_unique_violation(&e, "runs.scheduled_for")) {
-        (Some(schedule_id), true) => {
-            StoreError::DuplicateSlot { schedule_id, scheduled_for: run.scheduled_for }
-        }
-        _ => db_err(ctx)(e),
-    })?;
     Ok(())
 }
 
