@@ -5,9 +5,10 @@
 //! configured port is checked (one in use is reported with the PID and command line holding it).
 //! Then store, engine, handler port and HTTP start; the bound addresses go to stdout and to the
 //! runtime file. A listener asked for port 0 first tries the port this deployment bound last
-//! time, so handlers of the previous server find the new one. On SIGTERM or SIGINT: HTTP stops accepting, calls in flight get the configured
-//! grace to finish (the rest are recorded interrupted), the handler port closes, files are
-//! removed, exit 0.
+//! time, so handlers of the previous server find the new one. On SIGTERM or SIGINT: HTTP stops
+//! accepting, calls in flight get the configured grace to finish (the rest are recorded
+//! interrupted; a second signal stops at once), the handler port closes, files are removed,
+//! exit 0.
 
 use std::sync::Arc;
 use std::time::Duration;
