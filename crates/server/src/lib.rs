@@ -8,8 +8,9 @@
 //! - [`deployment`]: where a deployment's files live, and the runtime file with bound addresses.
 //! - [`serve`]: start-up checks (PID file, ports), running, graceful stop.
 //! - [`retention`]: the maintenance service that purges run history past its retention.
-//! - `http`: the HTTP API (`compat`: the original's routes, ../shared/COMPAT.md §1; `metrics`:
-//!   `GET /metrics` in the Prometheus format).
+//! - `http`: the HTTP API (docs/API.md): `compat`, the original's routes (../shared/COMPAT.md
+//!   §1); `native`, ours with the OpenAPI document and Swagger UI; `metrics`, `GET /metrics` in
+//!   the Prometheus format; see `http/mod.rs` for the rest.
 
 pub mod config;
 pub mod database;
