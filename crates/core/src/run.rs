@@ -97,6 +97,15 @@ pub enum AttemptOutcome {
 }
 
 impl AttemptOutcome {
+    pub const ALL: [AttemptOutcome; 6] = [
+        AttemptOutcome::Succeeded,
+        AttemptOutcome::Failed,
+        AttemptOutcome::TimedOut,
+        AttemptOutcome::Cancelled,
+        AttemptOutcome::Lost,
+        AttemptOutcome::Interrupted,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             AttemptOutcome::Succeeded => "succeeded",
@@ -109,16 +118,7 @@ impl AttemptOutcome {
     }
 
     pub fn parse(s: &str) -> Option<AttemptOutcome> {
-        [
-            AttemptOutcome::Succeeded,
-            AttemptOutcome::Failed,
-            AttemptOutcome::TimedOut,
-            AttemptOutcome::Cancelled,
-            AttemptOutcome::Lost,
-            AttemptOutcome::Interrupted,
-        ]
-        .into_iter()
-        .find(|o| o.as_str() == s)
+        AttemptOutcome::ALL.into_iter().find(|o| o.as_str() == s)
     }
 
     /// The run state a run ends in when this was its last attempt.

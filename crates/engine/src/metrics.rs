@@ -28,15 +28,6 @@ pub const SECONDS_BUCKETS: &[f64] = &[
     300.0, 900.0, 3600.0,
 ];
 
-const OUTCOMES: [AttemptOutcome; 6] = [
-    AttemptOutcome::Succeeded,
-    AttemptOutcome::Failed,
-    AttemptOutcome::TimedOut,
-    AttemptOutcome::Cancelled,
-    AttemptOutcome::Lost,
-    AttemptOutcome::Interrupted,
-];
-
 /// Gives the installed recorder each engine metric's help text and unit. Call it after
 /// installing the recorder (descriptions go to the recorder installed at the time).
 pub fn describe() {
@@ -81,7 +72,7 @@ pub(crate) struct EngineMetrics {
     fires: [Counter; 5],
     /// One per final state.
     runs_finished: Vec<(RunState, Counter)>,
-    /// One per attempt outcome, in the order of `OUTCOMES`.
+    /// One per attempt outcome, in the order of `AttemptOutcome::ALL`.
     attempts: Vec<(AttemptOutcome, Counter)>,
     dispatch_latency: Histogram,
     fire_lateness: Histogram,
@@ -97,7 +88,7 @@ impl EngineMetrics {
                 .filter(|s| s.is_terminal() && !matches!(s, RunState::Missed | RunState::Skipped))
                 .map(|s| (s, counter!(RUNS_FINISHED, "state" => s.as_str())))
                 .collect(),
-            attempts: OUTCOMES
+            attempts: AttemptOutcome::ALL
                 .into_iter()
                 .map(|o| (o, counter!(ATTEMPTS, "outcome" => o.as_str())))
                 .collect(),
