@@ -335,8 +335,7 @@ fn history_retention_off_keeps_everything() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let ancient = finished_run(TimeDelta::days(400));
     let (root, db) = deployment_with(&rt, &[&ancient]);
-    let d = root.path().join("deployments/default/schedulezero.toml");
-    std::fs::write(d, "[server]\nhistory_retention = \"off\"\n").expect("config written");
+    support::configure(root.path(), "[server]\nhistory_retention = \"off\"\n");
     let (mut server, _) = serve(root.path(), &["--log-format", "json"], &[]);
     server.wait_line("kept forever", Duration::from_secs(30));
     server.term();

@@ -96,9 +96,7 @@ fn a_live_server_of_the_deployment_refuses_a_second_and_a_stale_pid_file_is_clea
 #[test]
 fn bad_configuration_is_refused_with_file_line_and_key() {
     let root = tempfile::tempdir().unwrap();
-    let d = root.path().join("deployments/default");
-    std::fs::create_dir_all(&d).unwrap();
-    std::fs::write(d.join("schedulezero.toml"), "[server]\nhttp = \"127.0.0.1:0\"\nzmq_port = 5\n").unwrap();
+    configure(root.path(), "[server]\nhttp = \"127.0.0.1:0\"\nzmq_port = 5\n");
     let mut p = serve(root.path(), &[]);
     let (code, lines) = p.wait_exit(Duration::from_secs(30));
     assert_ne!(code, 0);
@@ -355,10 +353,7 @@ fn a_previous_port_taken_meanwhile_is_not_fought_for() {
 #[test]
 fn cors_headers_go_only_to_configured_origins() {
     let root = tempfile::tempdir().unwrap();
-    let d = root.path().join("deployments/default");
-    std::fs::create_dir_all(&d).unwrap();
-    std::fs::write(d.join("schedulezero.toml"), "[server]\nallowed_origins = [\"https://ops.example\"]\n")
-        .unwrap();
+    configure(root.path(), "[server]\nallowed_origins = [\"https://ops.example\"]\n");
     let (_server, addr) = serve_any_port(root.path());
 
     let raw = |request: &str| {
@@ -412,9 +407,7 @@ fn cors_headers_go_only_to_configured_origins() {
 #[test]
 fn sigterm_lets_calls_in_flight_finish_within_the_grace_and_records_the_rest_interrupted() {
     let root = tempfile::tempdir().unwrap();
-    let d = root.path().join("deployments/default");
-    std::fs::create_dir_all(&d).unwrap();
-    std::fs::write(d.join("schedulezero.toml"), "[server]\nshutdown_grace_s = 3\n").unwrap();
+    configure(root.path(), "[server]\nshutdown_grace_s = 3\n");
     let (mut server, addr, _handler) = serve_with_v1_handler(root.path());
     let schedule = |name: &str, seconds: f64| {
         let body = json!({"name": name, "trigger": {"type": "date", "run_date": 0},
@@ -490,9 +483,7 @@ fn a_closed_stdout_does_not_stop_the_server() {
 #[test]
 fn a_second_sigterm_stops_at_once_and_the_next_start_records_the_call_interrupted() {
     let root = tempfile::tempdir().unwrap();
-    let d = root.path().join("deployments/default");
-    std::fs::create_dir_all(&d).unwrap();
-    std::fs::write(d.join("schedulezero.toml"), "[server]\nshutdown_grace_s = 60\n").unwrap();
+    configure(root.path(), "[server]\nshutdown_grace_s = 60\n");
     let (mut server, addr, _handler) = serve_with_v1_handler(root.path());
     let body = json!({"name": "long", "trigger": {"type": "date", "run_date": 0},
                       "target": {"handler_id": "legacy", "method": "sleep", "params": {"seconds": 30}}});

@@ -141,6 +141,17 @@ fn counting(counter: Arc<AtomicU32>) -> LocalHandler {
     })
 }
 
+/// A handler whose method `flaky` fails its first attempt and succeeds afterwards, counting calls.
+fn flaky(counter: Arc<AtomicU32>) -> LocalHandler {
+    LocalHandler::new("local").method("flaky", move |ctx, _| {
+        let counter = counter.clone();
+        async move {
+            counter.fetch_add(1, Ordering::SeqCst);
+            if ctx.attempt == 1 { Err("first attempt fails".to_string()) } else { Ok(json!("ok")) }
+        }
+    })
+}
+
 fn no_retry() -> Policies {
     Policies { retry: RetryPolicy { max_attempts: 1, ..RetryPolicy::default() }, ..Policies::default() }
 }
@@ -172,14 +183,7 @@ async fn interval_fires_at_creation_then_every_period_and_records_outcomes() {
 #[tokio::test]
 async fn failed_attempt_is_retried_after_backoff_and_history_shows_both() {
     let calls = Arc::new(AtomicU32::new(0));
-    let c = calls.clone();
-    let handler = LocalHandler::new("local").method("flaky", move |ctx, _| {
-        let c = c.clone();
-        async move {
-            c.fetch_add(1, Ordering::SeqCst);
-            if ctx.attempt == 1 { Err("first attempt fails".to_string()) } else { Ok(json!("ok")) }
-        }
-    });
+    let handler = flaky(calls.clone());
     let h = Harness::start(vec![handler]).await;
     let s = h.add("flaky", json!({"type": "date", "run_date": T0}), "flaky", Policies::default()).await;
     h.idle().await;
@@ -635,14 +639,7 @@ async fn finished_runs_are_purged_after_the_retention_period() {
 #[tokio::test]
 async fn run_schedule_now_runs_the_target_with_the_schedules_retries_outside_the_trigger() {
     let calls = Arc::new(AtomicU32::new(0));
-    let c = calls.clone();
-    let handler = LocalHandler::new("local").method("flaky", move |ctx, _| {
-        let c = c.clone();
-        async move {
-            c.fetch_add(1, Ordering::SeqCst);
-            if ctx.attempt == 1 { Err("first attempt fails".to_string()) } else { Ok(json!("ok")) }
-        }
-    });
+    let handler = flaky(calls.clone());
     let h = Harness::start(vec![handler]).await;
     // Paused, and its trigger a day away: only the manual runs fire.
     let spec = ScheduleSpec::new(h.trigger(json!({"type": "cron", "hour": "3"})), target("flaky"));

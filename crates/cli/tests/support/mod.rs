@@ -196,3 +196,10 @@ pub fn wait_for(addr: &str, path: &str, within: Duration, done: impl Fn(&Value) 
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Writes the default deployment's `schedulezero.toml` under `root`.
+pub fn configure(root: &Path, toml: &str) {
+    let dir = root.join("deployments/default");
+    std::fs::create_dir_all(&dir).expect("deployment directory");
+    std::fs::write(dir.join("schedulezero.toml"), toml).expect("config written");
+}
