@@ -90,21 +90,12 @@ async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Msg>) {
 
 async fn commit(shared: &Shared, batch: &[Ended]) {
     let ends: Vec<AttemptEnd> = batch.iter().map(|e| e.end.clone()).collect();
-    let mut new_runs: Vec<Run> = batch.iter().filter_map(|e| e.new_run.clone()).collect();
+    // "Run now" runs go in with their outcomes, in one commit (retried as a whole: the run
+    // insert skips ids already stored, the attempt insert numbers already recorded).
+    let new_runs: Vec<Run> = batch.iter().filter_map(|e| e.new_run.clone()).collect();
     let mut delay = Duration::from_millis(50);
     loop {
-        if !new_runs.is_empty() {
-            match shared.store.insert_runs(&new_runs).await {
-                Ok(()) => new_runs.clear(),
-                Err(e) => {
-                    tracing::error!(error = %e, runs = new_runs.len(), "storing run-now runs failed; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(5));
-                    continue;
-                }
-            }
-        }
-        match shared.store.record_attempts(&ends, shared.clock.now()).await {
+        match shared.store.record_outcomes(&new_runs, &ends, shared.clock.now()).await {
             Ok(()) => return,
             Err(e) => {
                 tracing::error!(error = %e, runs = ends.len(), "recording attempt outcomes failed; retrying");

@@ -89,6 +89,7 @@ macro_rules! conformance_tests {
             schedule_names_include_finished_and_deleted_schedules,
             run_now_round_trip_and_list_runs_filters_and_pages,
             insert_runs_stores_a_batch_and_is_idempotent,
+            record_outcomes_stores_new_runs_with_their_attempts,
             a_second_run_on_a_taken_slot_is_a_duplicate_slot,
             run_counts_sum_runs_and_durations_by_handler_and_state,
             handler_instances_upsert_and_list,
@@ -1010,6 +1011,34 @@ pub async fn run_counts_sum_runs_and_durations_by_handler_and_state(store: Arc<d
     assert_eq!(find("a", RunState::Failed).map(|c| (c.runs, c.total_duration_ms)), Some((1, 100)));
     assert_eq!(find("b", RunState::Running).map(|c| (c.runs, c.total_duration_ms)), Some((1, 0)));
     assert_eq!(counts.len(), 3);
+}
+
+pub async fn record_outcomes_stores_new_runs_with_their_attempts(store: Arc<dyn Store>) {
+    let run =
+        Run { started_at: Some(at(1)), attempt: 1, max_attempts: 1, ..lone_run("h", RunState::Running) };
+    let end = AttemptEnd {
+        attempt: Attempt {
+            run_id: run.id,
+            number: 1,
+            instance: Some("i".into()),
+            started_at: at(1),
+            finished_at: at(2),
+            outcome: AttemptOutcome::Succeeded,
+            result: Some(json!({"ok": true})),
+            error: None,
+        },
+        next: NextStep::Finish(RunState::Succeeded),
+    };
+    // Twice, as after an unclear failure: the same outcome, nothing doubled.
+    for _ in 0..2 {
+        store
+            .record_outcomes(std::slice::from_ref(&run), std::slice::from_ref(&end), at(2))
+            .await
+            .expect("recorded");
+    }
+    let stored = store.get_run(run.id).await.expect("get").expect("stored");
+    assert_eq!((stored.state, stored.result), (RunState::Succeeded, Some(json!({"ok": true}))));
+    assert_eq!(store.list_attempts(run.id).await.expect("attempts").len(), 1);
 }
 
 pub async fn insert_runs_stores_a_batch_and_is_idempotent(store: Arc<dyn Store>) {

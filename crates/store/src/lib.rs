@@ -230,6 +230,18 @@ pub trait Store: Send + Sync + 'static {
     /// Records ended attempts and moves their runs on (retry or finish), in one commit; when a
     /// run of a schedule finishes, that schedule's queued run becomes due.
     async fn record_attempts(&self, ends: &[AttemptEnd], now: Timestamp) -> StoreResult<()>;
+    /// Inserts runs made outside the claim path (as [`Store::insert_runs`]) and records ended
+    /// attempts (as [`Store::record_attempts`]); a backend that can does both in one commit, so
+    /// no reader sees such a run without its outcome.
+    async fn record_outcomes(
+        &self,
+        new_runs: &[Run],
+        ends: &[AttemptEnd],
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        self.insert_runs(new_runs).await?;
+        self.record_attempts(ends, now).await
+    }
     /// At start-up: every `running` run of a stopped process gets an `interrupted` attempt and
     /// is retried per its schedule's policy or ends `interrupted`; leases are released.
     async fn recover(&self, now: Timestamp) -> StoreResult<Recovery>;

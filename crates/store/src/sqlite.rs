@@ -181,6 +181,15 @@ impl Store for SqliteStore {
         runs::record_attempts(self, ends, now).await
     }
 
+    async fn record_outcomes(
+        &self,
+        new_runs: &[Run],
+        ends: &[AttemptEnd],
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        runs::record_outcomes(self, new_runs, ends, now).await
+    }
+
     async fn recover(&self, now: Timestamp) -> StoreResult<Recovery> {
         runs::recover(self, now).await
     }

@@ -328,7 +328,17 @@ async fn sigterm_drains_a_native_handler_its_call_completes_and_is_recorded() {
     child.wait_line("drained", Duration::from_secs(20)).await;
     assert!(child.wait_exit(Duration::from_secs(20)).await.success());
     assert!(poll_until(Duration::from_secs(10), || server.connected("drainer").is_empty()).await, "bye seen");
-    let run = server.engine.store().get_run(report.run_id).await.unwrap().unwrap();
+    // The reply can come a few milliseconds before the outcome is committed.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let run = loop {
+        match server.engine.store().get_run(report.run_id).await.unwrap() {
+            Some(run) if run.state.is_terminal() => break run,
+            _ if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(10)).await
+            }
+            other => panic!("the run was not recorded: {other:?}"),
+        }
+    };
     assert_eq!(run.state, RunState::Succeeded);
     server.stop().await;
 }

@@ -191,6 +191,22 @@ pub(super) async fn record_attempts(
     tx.commit().await.map_err(db_err(ctx))
 }
 
+/// New runs and ended attempts in one commit (the recorder's batches).
+pub(super) async fn record_outcomes(
+    store: &SqliteStore,
+    new_runs: &[Run],
+    ends: &[AttemptEnd],
+    now: Timestamp,
+) -> StoreResult<()> {
+    let ctx = "cannot record outcomes";
+    let mut tx = store.write(ctx).await?;
+    insert_in(&mut tx, new_runs, true).await?;
+    if !ends.is_empty() {
+        record_in(&mut tx, ends, now).await?;
+    }
+    tx.commit().await.map_err(db_err(ctx))
+}
+
 /// Records ended attempts and moves their runs on, inside a write transaction.
 async fn record_in(
     tx: &mut Transaction<'static, Sqlite>,
