@@ -29,6 +29,12 @@ pub struct EngineConfig {
     /// store's rate). Past it, "run now" callers wait for the store: a burst faster than the disk
     /// costs neither unbounded memory nor, on a crash, more than this many unrecorded calls.
     pub run_now_backlog: usize,
+    /// How long before a fire time the scheduler claims it (default 50 ms). The claim's store
+    /// work (reading the due schedules, planning, inserting their runs) then happens before the
+    /// slot, and the calls are held in memory until their time: a burst of fires due in the same
+    /// second is sent at its second instead of after the claim's transactions. A claimed run is
+    /// never sent before its time; its attempt is recorded as started at the slot.
+    pub claim_ahead: Duration,
 }
 
 impl Default for EngineConfig {
@@ -42,6 +48,7 @@ impl Default for EngineConfig {
             shutdown_grace: Duration::from_secs(10),
             max_waiting: 10_000,
             run_now_backlog: 8_192,
+            claim_ahead: Duration::from_millis(50),
         }
     }
 }

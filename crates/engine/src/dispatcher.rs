@@ -1,12 +1,13 @@
 //! The dispatcher: routes leased runs to handler instances and sends their calls.
 //!
-//! One actor task owns the waiting queues (per handler and method). For each run it reserves a
+//! One actor task owns the waiting queues (per handler and method), and holds runs handed to it
+//! ahead of their time (the scheduler claims `claim_ahead` early) until then. For each run it reserves a
 //! live instance with spare capacity (round robin, [`Registry::route`]), commits the attempt's
 //! start in a batch *before* sending (so a crash after the send is seen as `interrupted`), then
 //! runs the call in a task of its own under the run's deadline. A slow or dead handler holds only
 //! its own calls: nothing here waits on a handler.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -96,6 +97,7 @@ pub(crate) fn spawn(shared: Arc<Shared>, recorder: RecorderHandle) -> Dispatcher
         recorder,
         me: handle.clone(),
         waiting: HashMap::new(),
+        held: BTreeMap::new(),
         in_flight: HashMap::new(),
         closed: false,
     };
@@ -114,6 +116,8 @@ struct Actor {
     me: DispatcherHandle,
     /// Runs waiting for an instance, by (handler id, method), in arrival order.
     waiting: HashMap<(String, String), VecDeque<Item>>,
+    /// Runs not due yet, by the time they may be sent.
+    held: BTreeMap<Timestamp, Vec<Item>>,
     in_flight: HashMap<RunId, InFlight>,
     closed: bool,
 }
@@ -144,7 +148,19 @@ impl Actor {
                     // Keep answering (refusing) until the engine is dropped.
                     rx.recv().await
                 }
-                None => rx.recv().await,
+                None => match self.held.keys().next().copied() {
+                    Some(due) => {
+                        tokio::select! {
+                            m = rx.recv() => m,
+                            _ = self.shared.clock.sleep_until(due) => {
+                                self.release_due();
+                                self.assign().await;
+                                continue;
+                            }
+                        }
+                    }
+                    None => rx.recv().await,
+                },
             };
             let Some(first) = msg else { return };
             let mut next = Some(first);
@@ -178,6 +194,46 @@ impl Actor {
             self.give_back(items).await;
             return;
         }
+        let now = self.shared.clock.now();
+        let mut due_now = Vec::with_capacity(items.len());
+        let mut held = 0;
+        for item in items {
+            let due = due_at(&item);
+            if due > now {
+                self.held.entry(due).or_default().push(item);
+                held += 1;
+            } else {
+                due_now.push(item);
+            }
+        }
+        self.shared.activity.runs_held(held);
+        self.publish_held();
+        self.enqueue(due_now);
+    }
+
+    /// Moves held runs whose time has come to the waiting queues.
+    fn release_due(&mut self) {
+        let now = self.shared.clock.now();
+        let mut due = Vec::new();
+        while let Some(entry) = self.held.first_entry() {
+            if *entry.key() > now {
+                break;
+            }
+            due.extend(entry.remove());
+        }
+        self.shared.activity.runs_held(-(due.len() as isize));
+        self.publish_held();
+        self.enqueue(due);
+    }
+
+    /// Tells `Engine::idle` when the next held run is due. Called after `runs_held`: a run
+    /// released is counted as due before the time it was held for is withdrawn.
+    fn publish_held(&self) {
+        self.shared.activity.set_held_until(self.held.keys().next().copied());
+    }
+
+    /// Queues runs that are due for an instance of their handler.
+    fn enqueue(&mut self, items: Vec<Item>) {
         let cap = self.shared.config.max_waiting.max(1);
         for item in items {
             let key = (item.dispatch.run.target.handler_id.clone(), item.dispatch.run.target.method.clone());
@@ -201,7 +257,11 @@ impl Actor {
     /// Gives waiting runs back (shutdown): leases of runs not started are released; runs the
     /// claim started end their unsent attempt as interrupted, retried per policy at the next start.
     async fn release_waiting(&mut self) {
-        let items: Vec<Item> = self.waiting.drain().flat_map(|(_, q)| q).collect();
+        let mut items: Vec<Item> = self.waiting.drain().flat_map(|(_, q)| q).collect();
+        let held: Vec<Item> = std::mem::take(&mut self.held).into_values().flatten().collect();
+        self.shared.activity.runs_held(-(held.len() as isize));
+        self.publish_held();
+        items.extend(held);
         self.give_back(items).await;
     }
 
@@ -276,23 +336,32 @@ impl Actor {
             f.cancel.cancel();
             return true;
         }
-        for queue in self.waiting.values_mut() {
-            if let Some(pos) = queue.iter().position(|i| i.dispatch.run.id == run) {
-                if let Some(item) = queue.remove(pos) {
-                    if is_started(&item) {
-                        // Its attempt was committed as started: end it as cancelled.
-                        self.end_unsent(item, AttemptOutcome::Cancelled, "cancelled before it was sent");
-                    } else {
-                        if let Err(e) = self.shared.store.cancel_run(run, self.shared.clock.now()).await {
-                            tracing::warn!(error = %e, %run, "could not cancel a waiting run");
-                        }
-                        self.shared.activity.runs_done(1);
-                    }
-                }
-                return true;
-            }
+        let held = self.held.values_mut().find_map(|items| {
+            let pos = items.iter().position(|i| i.dispatch.run.id == run)?;
+            Some(items.remove(pos))
+        });
+        self.held.retain(|_, items| !items.is_empty());
+        if held.is_some() {
+            self.shared.activity.runs_held(-1);
+            self.publish_held();
         }
-        false
+        let queued = || {
+            self.waiting.values_mut().find_map(|queue| {
+                let pos = queue.iter().position(|i| i.dispatch.run.id == run)?;
+                queue.remove(pos)
+            })
+        };
+        let Some(item) = held.or_else(queued) else { return false };
+        if is_started(&item) {
+            // Its attempt was committed as started: end it as cancelled.
+            self.end_unsent(item, AttemptOutcome::Cancelled, "cancelled before it was sent");
+        } else {
+            if let Err(e) = self.shared.store.cancel_run(run, self.shared.clock.now()).await {
+                tracing::warn!(error = %e, %run, "could not cancel a waiting run");
+            }
+            self.shared.activity.runs_done(1);
+        }
+        true
     }
 
     /// Reserves instances for waiting runs, commits their starts, and sends them.
@@ -375,6 +444,12 @@ impl Actor {
             tokio::spawn(call.run());
         }
     }
+}
+
+/// When a run may be sent: its dispatch time (a jittered slot, a retry), else its slot.
+fn due_at(item: &Item) -> Timestamp {
+    let run = &item.dispatch.run;
+    run.dispatch_at.unwrap_or(run.scheduled_for)
 }
 
 /// Whether the claim already started this run's attempt (committed, not yet sent).

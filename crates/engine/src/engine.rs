@@ -493,7 +493,8 @@ impl Engine {
             if st.parked
                 && st.wakes_seen == wakes
                 && st.quiet_until.is_some_and(|q| q > now)
-                && self.shared.activity.outstanding() == 0
+                && self.shared.activity.due_outstanding() == 0
+                && !self.shared.activity.held_due(now)
             {
                 self.recorder.flush().await;
                 return;

@@ -1,6 +1,7 @@
-//! The scheduler loop: sleep until the earliest fire (or a wake-up), claim what is due in
-//! batched transactions, hand the runs to the dispatcher, repeat. Only the next wake-up time is
-//! held in memory; the store holds every schedule's next fire.
+//! The scheduler loop: sleep until just before the earliest fire (or a wake-up), claim what is
+//! due by then in batched transactions, hand the runs to the dispatcher (which holds each until its
+//! time), repeat. Only the next wake-up time is held in memory; the store holds every schedule's
+//! next fire.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,20 +18,31 @@ const MAX_SLEEP: TimeDelta = TimeDelta::seconds(5);
 
 pub(crate) async fn run(shared: Arc<Shared>, dispatcher: DispatcherHandle, stop: CancellationToken) {
     let mut backoff = Duration::from_millis(100);
+    let ahead = TimeDelta::from_std(shared.config.claim_ahead).unwrap_or_default();
+    // The fire time this loop woke early for, `claim_ahead` before it.
+    let mut early_for: Option<Timestamp> = None;
     while !stop.is_cancelled() {
         shared.activity.scheduler.send_modify(|s| s.parked = false);
         let wakes_seen = shared.activity.wakes.load(std::sync::atomic::Ordering::Acquire);
         let now = shared.clock.now();
-        match tick(&shared, &dispatcher, now).await {
+        // Claim as of the fire time when it is still ahead: its slots are claimed (and their
+        // attempts recorded as started) at their time, not at this early moment.
+        let at = early_for.take().filter(|t| *t > now).unwrap_or(now);
+        match tick(&shared, &dispatcher, at).await {
             Ok((next, handed)) => {
                 backoff = Duration::from_millis(100);
                 let wake_at = next.map_or(now + MAX_SLEEP, |n| n.min(now + MAX_SLEEP));
+                // Wake `claim_ahead` before a fire (not before a mere re-check after MAX_SLEEP).
+                let is_fire = next == Some(wake_at);
+                let sleep_until = if is_fire { (wake_at - ahead).max(at) } else { wake_at };
                 // Register for wake-ups before publishing that we are parked.
                 let notified = shared.wake.notified();
                 tokio::pin!(notified);
                 notified.as_mut().enable();
+                // Quiet until the early wake-up: a schedule created for a time after it is
+                // claimed by that wake-up's claim (which reaches `wake_at`) or a later one.
                 shared.activity.scheduler.send_replace(LoopState {
-                    quiet_until: Some(wake_at),
+                    quiet_until: Some(sleep_until),
                     parked: true,
                     wakes_seen,
                 });
@@ -42,7 +54,11 @@ pub(crate) async fn run(shared: Arc<Shared>, dispatcher: DispatcherHandle, stop:
                     continue;
                 }
                 tokio::select! {
-                    _ = shared.clock.sleep_until(wake_at) => {}
+                    _ = shared.clock.sleep_until(sleep_until) => {
+                        if is_fire {
+                            early_for = Some(wake_at);
+                        }
+                    }
                     _ = notified => {}
                     _ = stop.cancelled() => {}
                 }
@@ -65,7 +81,8 @@ pub(crate) async fn run(shared: Arc<Shared>, dispatcher: DispatcherHandle, stop:
 const FIRST_CLAIM: usize = 64;
 
 /// Claims everything due at `now` and leases runs whose dispatch time has come; returns the next
-/// time something is due.
+/// time something is due. `now` may be a moment ahead of the clock (`claim_ahead`): the
+/// dispatcher holds what is not due yet.
 async fn tick(
     shared: &Shared,
     dispatcher: &DispatcherHandle,

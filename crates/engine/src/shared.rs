@@ -1,7 +1,7 @@
 //! What the engine's services share, and how tests see that the engine is idle.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 
 use schedulezero_core::Timestamp;
 use schedulezero_store::Store;
@@ -59,6 +59,10 @@ pub(crate) struct LoopState {
 pub(crate) struct Activity {
     /// Runs handed to the dispatcher whose outcome is not yet committed.
     outstanding: AtomicUsize,
+    /// Of those, runs the dispatcher holds until their time (claimed ahead of it).
+    held: AtomicUsize,
+    /// The earliest time a held run is due (µs since the epoch; `i64::MAX`: none held).
+    held_until: AtomicI64,
     /// Wake-ups requested so far.
     pub wakes: AtomicU64,
     pub scheduler: watch::Sender<LoopState>,
@@ -68,6 +72,8 @@ impl Activity {
     pub fn new() -> Self {
         Self {
             outstanding: AtomicUsize::new(0),
+            held: AtomicUsize::new(0),
+            held_until: AtomicI64::new(i64::MAX),
             wakes: AtomicU64::new(0),
             scheduler: watch::Sender::new(LoopState { quiet_until: None, parked: false, wakes_seen: 0 }),
         }
@@ -84,5 +90,33 @@ impl Activity {
 
     pub fn outstanding(&self) -> usize {
         self.outstanding.load(Ordering::Acquire)
+    }
+
+    /// `n` runs wait for their time; `-n`: their time came (or they were given back).
+    pub fn runs_held(&self, n: isize) {
+        if n >= 0 {
+            self.held.fetch_add(n.unsigned_abs(), Ordering::AcqRel);
+        } else {
+            let n = n.unsigned_abs();
+            let _ = self.held.fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| Some(v.saturating_sub(n)));
+        }
+    }
+
+    /// The dispatcher's earliest held run is due at `t` (`None`: nothing held).
+    pub fn set_held_until(&self, t: Option<Timestamp>) {
+        self.held_until.store(t.map_or(i64::MAX, |t| t.timestamp_micros()), Ordering::Release);
+    }
+
+    /// Whether a held run is due at `now` (the dispatcher is about to release it).
+    pub fn held_due(&self, now: Timestamp) -> bool {
+        self.held_until.load(Ordering::Acquire) <= now.timestamp_micros()
+    }
+
+    /// Runs in memory that are due: taken and not finished, less those held for later.
+    pub fn due_outstanding(&self) -> usize {
+        // `outstanding` first: a run whose time comes between the two reads leaves `held` while
+        // still counted in `outstanding`, so it is seen as due, never lost from both.
+        let taken = self.outstanding();
+        taken.saturating_sub(self.held.load(Ordering::Acquire))
     }
 }

@@ -467,10 +467,47 @@ async fn schedules_added_while_the_loop_sleeps_fire_on_time_before_or_after_its_
     h.advance(3.0).await;
     assert_eq!(h.states(&planned).await, [RunState::Succeeded], "fired at 12:00:04");
     h.advance(1.999).await;
-    assert_eq!(h.states(&later).await, [], "not before 12:00:06");
+    // Within `claim_ahead` of its slot the run may be claimed already, but it is not sent, and
+    // its attempt counts from the slot.
+    assert_eq!(calls.load(Ordering::SeqCst), 2, "not called before 12:00:06");
+    for run in h.runs(&later).await {
+        assert_eq!(run.started_at, Some(t("2026-06-01T12:00:06Z")), "claimed ahead, started at its slot");
+    }
     h.advance(0.001).await;
     assert_eq!(h.states(&later).await, [RunState::Succeeded], "fired at 12:00:06");
     assert_eq!(calls.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn fires_are_claimed_ahead_of_their_slot_and_sent_at_it_never_before() {
+    let calls = Arc::new(AtomicU32::new(0));
+    let h = Harness::start(vec![counting(calls.clone())]).await;
+    let ahead = h.engine.config().claim_ahead;
+    assert!(ahead > Duration::ZERO, "the default claims ahead");
+    let slot = t(T0) + TimeDelta::seconds(10);
+    let mut burst = Vec::new();
+    for k in 0..20 {
+        let date = json!({"type": "date", "run_date": "2026-06-01T12:00:10Z"});
+        burst.push(h.add(&format!("burst{k}"), date, "tick", no_retry()).await);
+    }
+    h.idle().await;
+    // Just inside the window: every slot is claimed, started at the slot, and nothing is sent.
+    h.advance(10.0 - ahead.as_secs_f64() / 2.0).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 0, "nothing is sent before its slot");
+    for s in &burst {
+        let runs = h.runs(s).await;
+        assert_eq!(runs.len(), 1, "claimed ahead");
+        assert_eq!((runs[0].state, runs[0].started_at), (RunState::Running, Some(slot)));
+    }
+    // Cancelling a held run ends it without a call.
+    assert_eq!(h.engine.cancel_run(h.runs(&burst[0]).await[0].id).await.expect("cancel"), RunState::Running);
+    h.clock.set(slot);
+    h.idle().await;
+    assert_eq!(calls.load(Ordering::SeqCst), 19, "the rest are sent at the slot");
+    assert_eq!(h.states(&burst[0]).await, [RunState::Cancelled]);
+    for s in &burst[1..] {
+        assert_eq!(h.states(s).await, [RunState::Succeeded]);
+    }
 }
 
 #[tokio::test]
