@@ -55,17 +55,22 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 fn init_logging(level: &str, format: LogFormat) -> anyhow::Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_new(level).with_context(|| {
+    use std::io::IsTerminal;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    // `Targets` (level, or target=level pairs) rather than `EnvFilter`: the same per-module
+    // syntax without span and field filters, whose parser compiles regular expressions at start
+    // (a few hundred KB of an idle server's memory).
+    let filter: tracing_subscriber::filter::Targets = level.parse().with_context(|| {
         format!("log level '{level}': use e.g. info, debug, or info,schedulezero_engine=debug")
     })?;
-    use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_max_level(tracing::level_filters::LevelFilter::TRACE)
         .with_ansi(std::io::stdout().is_terminal())
         .with_writer(std::io::stdout);
     match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.finish().with(filter).try_init(),
+        LogFormat::Json => builder.json().finish().with(filter).try_init(),
     }
-    Ok(())
+    .context("cannot set up logging")
 }

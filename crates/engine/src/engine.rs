@@ -105,9 +105,9 @@ impl Engine {
             store,
             clock,
             registry: Arc::new(Registry::default()),
-            // The ring is allocated whole at start (about 136 bytes a slot): 4,096 events of
-            // burst for a slow subscriber (which is told how many it missed) cost 0.6 MB of
-            // resident memory; 16,384 cost 2.2 MB, a seventh of an idle server.
+            // The ring is allocated whole at the first subscription (about 136 bytes a slot):
+            // 4,096 events of burst for a slow subscriber (which is told how many it missed)
+            // cost 0.6 MB of resident memory; 16,384 cost 2.2 MB, a seventh of an idle server.
             events: EventBus::new(4_096),
             config,
             wake: tokio::sync::Notify::new(),

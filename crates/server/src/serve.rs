@@ -120,6 +120,7 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
     let policy = RetentionPolicy { keep: config.history_retention, every: config.history_purge_every };
     tokio::spawn(Retention::new(store.clone(), clock, policy).run(maintenance.clone()));
     tokio::spawn(http::metrics::upkeep(maintenance.clone()));
+    tokio::spawn(crate::memory::return_freed_memory(maintenance.clone()));
 
     let last = deployment.read_last_ports();
     let transport_config = TransportConfig {
