@@ -252,6 +252,7 @@ class Session:
         )
         call = _Call(key, ctx, spec)
         self.calls[key] = call
+        self.busy += 1  # now: calls arriving in one batch must see each other
         call.task = self.loop.create_task(self._serve_call(call, params))
 
     # ---- calls ------------------------------------------------------------------------------
@@ -264,6 +265,9 @@ class Session:
         except Exception as e:  # a bug here must still answer the call
             logger.exception("%s: serving run %s failed", self.who, call.key[0])
             frame = failure_frame(call.key[0], call.key[1], f"the Python SDK failed to run the method: {e!r}")
+        finally:
+            if call.work is None:  # the method never started: its unit of capacity is free
+                self.busy -= 1
         self.post("done", (call.key, frame))
 
     async def _execute(self, call: _Call, params: Dict[str, Any]) -> bytes:
@@ -284,7 +288,7 @@ class Session:
                 name=f"schedulezero-{spec.name}",
                 daemon=True,  # an abandoned method must not keep the process from exiting
             ).start()
-        self.busy += 1
+        # The unit of capacity taken when the call arrived is held until the method returns.
         work.add_done_callback(self._released)
         call.work = work
         stop = self.loop.create_task(call.stop.wait())
