@@ -33,7 +33,13 @@ def build(day: str, ctx: CallContext, rows: int = 100) -> dict:
             raise MethodError("cancelled", detail={"rows_done": done})
         done += 1
     # ctx.run_id is the same for every attempt of this run: an idempotency key downstream.
-    return {"day": day, "rows": done, "run_id": ctx.run_id, "attempt": ctx.attempt, "slot": ctx.scheduled_for.isoformat()}
+    return {
+        "day": day,
+        "rows": done,
+        "run_id": ctx.run_id,
+        "attempt": ctx.attempt,
+        "slot": ctx.scheduled_for.isoformat(),
+    }
 
 
 @reports.method("fetch")
@@ -41,7 +47,11 @@ async def fetch_status(ctx: CallContext, url: str = "https://example.invalid") -
     """`fetch {"url": ...}`: an async method, run on the event loop. Cancelling the run (or its
     deadline) cancels this task: asyncio.CancelledError at the `await`."""
     await asyncio.sleep(0.5)  # stands for real I/O
-    return {"url": url, "checked_at": datetime.datetime.now(datetime.timezone.utc).isoformat(), "time_left_s": ctx.time_left()}
+    return {
+        "url": url,
+        "checked_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+        "time_left_s": ctx.time_left(),
+    }
 
 
 @reports.method

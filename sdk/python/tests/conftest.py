@@ -3,7 +3,7 @@ killed when their test (or module) ends, pass or fail. The SDK imported is this 
 
 import sys
 from pathlib import Path
-from typing import Callable, Iterator, List
+from typing import Iterator, List
 
 import pytest
 

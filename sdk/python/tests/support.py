@@ -69,7 +69,16 @@ class Server:
         runtime = self.root / "deployments" / "default" / "run" / "server.json"
         with open(self.log_path, "w") as log:
             self.proc = subprocess.Popen(
-                [str(self.binary), "serve", "--root", str(self.root), "--http", "127.0.0.1:0", "--zmq", "tcp://127.0.0.1:0"],
+                [
+                    str(self.binary),
+                    "serve",
+                    "--root",
+                    str(self.root),
+                    "--http",
+                    "127.0.0.1:0",
+                    "--zmq",
+                    "tcp://127.0.0.1:0",
+                ],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -125,7 +134,9 @@ class Server:
 
     # ---- the native API, as the tests use it --------------------------------------------------
 
-    def schedule(self, name: str, handler_id: str, method: str, params: Optional[dict] = None, timeout: float = 60) -> dict:
+    def schedule(
+        self, name: str, handler_id: str, method: str, params: Optional[dict] = None, timeout: float = 60
+    ) -> dict:
         """A schedule that never fires by itself (2099), one attempt per run; runs are made with
         `run()`."""
         return self.ok(

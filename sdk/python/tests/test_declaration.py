@@ -74,7 +74,12 @@ def test_hello_declares_ids_methods_capacity_agent_and_a_session_new_per_handler
     h.method("build")(lambda: None)
     hello = h._hello()
     assert hello["instance_id"] == "from-env"
-    assert (hello["handler_id"], hello["methods"], hello["capacity"], hello["credential"]) == ("reports", ["build"], 3, "s3cret")
+    assert (hello["handler_id"], hello["methods"], hello["capacity"], hello["credential"]) == (
+        "reports",
+        ["build"],
+        3,
+        "s3cret",
+    )
     assert hello["agent"] == f"schedulezero-python/{schedulezero.__version__}"
     assert re.fullmatch(r"[0-9a-f-]{36}", hello["session"]) and hello["session"] != Handler("reports").session_id
     monkeypatch.delenv("SCHEDULEZERO_INSTANCE_ID")
@@ -143,7 +148,9 @@ def test_server_times_parse_with_z_and_nanoseconds():
     assert parse_time("2027-01-15T08:00:00Z") == datetime.datetime(2027, 1, 15, 8, tzinfo=datetime.timezone.utc)
     t = parse_time("2027-01-15T08:00:01.123456789Z")
     assert t.microsecond == 123456 and t.tzinfo == datetime.timezone.utc
-    assert parse_time("2027-01-15T09:00:00.5+01:00") == datetime.datetime(2027, 1, 15, 8, 0, 0, 500000, tzinfo=datetime.timezone.utc)
+    assert parse_time("2027-01-15T09:00:00.5+01:00") == datetime.datetime(
+        2027, 1, 15, 8, 0, 0, 500000, tzinfo=datetime.timezone.utc
+    )
     with pytest.raises(ValueError):
         parse_time("yesterday")
 

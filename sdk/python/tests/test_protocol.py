@@ -57,7 +57,9 @@ class FakeServer:
         self.send(WELCOME)
         return hello
 
-    def call(self, run_id: str, method: str, params: Optional[dict] = None, deadline_ms: int = 30000, attempt: int = 1) -> None:
+    def call(
+        self, run_id: str, method: str, params: Optional[dict] = None, deadline_ms: int = 30000, attempt: int = 1
+    ) -> None:
         self.send(
             {
                 "type": "call",
@@ -263,7 +265,11 @@ def test_drain_says_goodbye_refuses_new_calls_finishes_the_rest_then_bye(fake, s
     assert fake.expect("goodbye")["reason"] == "shutting down"
     fake.call("r2", "wait_gate")
     refused = fake.expect("result")
-    assert (refused["run_id"], refused["refused"], refused["error"]) == ("r2", True, "draining: this instance takes no new calls")
+    assert (refused["run_id"], refused["refused"], refused["error"]) == (
+        "r2",
+        True,
+        "draining: this instance takes no new calls",
+    )
     assert fake.expect("heartbeat", timeout=3)["in_flight"] == 1, "heartbeats go on while draining"
     # A hello_again while draining: hello, then goodbye again after the welcome.
     fake.send({"type": "hello_again"})

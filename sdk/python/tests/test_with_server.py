@@ -3,14 +3,13 @@ and runs checked through the HTTP API. Concurrency up to capacity, the call cont
 cancellation and deadlines, size limits, drain on SIGTERM, coming back after the server is killed
 and restarted, and the warning when nothing answers."""
 
-import datetime
-import json
 import signal
 import socket
 import time
 
 import pytest
 
+from schedulezero._context import parse_time
 from support import HandlerProc, log_tail, poll
 
 # Shared-server tests use one handler process with capacity 3.
@@ -62,8 +61,7 @@ def test_the_method_knows_run_id_attempt_slot_and_deadline(served):
     assert run["state"] == "succeeded", run
     got = run["result"]
     assert (got["run_id"], got["attempt"], got["method"], got["instance_id"]) == (run_id, 1, "info", "py-sdk-1")
-    slot = datetime.datetime.fromisoformat(run["scheduled_for"])
-    assert datetime.datetime.fromisoformat(got["scheduled_for"]) == slot
+    assert parse_time(got["scheduled_for"]) == parse_time(run["scheduled_for"])
     assert 0 < got["time_left"] <= 40 and got["time_left"] > 40 - 15, got
     assert abs(got["deadline_in"] - got["time_left"]) < 1
 
@@ -77,9 +75,13 @@ def test_async_methods_get_the_context_too_and_run_now_answers(served):
 
 def test_params_arrive_as_keywords_or_as_a_whole_dict(served):
     server, _ = served
-    echo = server.ok("POST", "/api/run_now", {"handler_id": "py-sdk", "job_method": "echo", "job_params": {"a": 1, "b": [2]}})
+    echo = server.ok(
+        "POST", "/api/run_now", {"handler_id": "py-sdk", "job_method": "echo", "job_params": {"a": 1, "b": [2]}}
+    )
     assert echo["result"] == {"a": 1, "b": [2]}
-    whole = server.ok("POST", "/api/run_now", {"handler_id": "py-sdk", "job_method": "whole", "job_params": {"ctx": "mine"}})
+    whole = server.ok(
+        "POST", "/api/run_now", {"handler_id": "py-sdk", "job_method": "whole", "job_params": {"ctx": "mine"}}
+    )
     assert whole["result"] == {"params": {"ctx": "mine"}, "attempt": 1}
 
 
@@ -88,8 +90,20 @@ def test_params_arrive_as_keywords_or_as_a_whole_dict(served):
     [
         ("exception", "boom", {"message": "bad day"}, "ValueError: bad day", "ValueError"),
         ("method-error", "fail_detail", {}, "disk full", {"free_bytes": 0}),
-        ("not-json", "not_json", {}, "the method's result is not JSON-serialisable (Object of type set is not JSON serializable)", None),
-        ("bad-params", "boom", {"mesage": "typo"}, "do not fit boom(message: str) -> None: missing a required argument: 'message'", None),
+        (
+            "not-json",
+            "not_json",
+            {},
+            "the method's result is not JSON-serialisable (Object of type set is not JSON serializable)",
+            None,
+        ),
+        (
+            "bad-params",
+            "boom",
+            {"mesage": "typo"},
+            "do not fit boom(message: str) -> None: missing a required argument: 'message'",
+            None,
+        ),
     ],
 )
 def test_failures_are_recorded_with_their_error(served, name, method, params, error, detail):

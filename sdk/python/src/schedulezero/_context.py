@@ -9,7 +9,7 @@ import datetime
 import re
 import threading
 import time
-from typing import Any, Optional
+from typing import Any, Dict, Optional
 
 _current: contextvars.ContextVar["CallContext"] = contextvars.ContextVar("schedulezero_call")
 
@@ -62,7 +62,7 @@ class CallContext:
         attempt: int,
         scheduled_for: datetime.datetime,
         method: str,
-        params: dict,
+        params: Dict[str, Any],
         handler_id: str,
         instance_id: str,
         deadline: float,

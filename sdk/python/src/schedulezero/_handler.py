@@ -81,7 +81,9 @@ class Handler:
     def method(self, func: F) -> F: ...
 
     @overload
-    def method(self, func: Optional[str] = None, *, name: Optional[str] = None, raw_params: bool = False) -> Callable[[F], F]: ...
+    def method(
+        self, func: Optional[str] = None, *, name: Optional[str] = None, raw_params: bool = False
+    ) -> Callable[[F], F]: ...
 
     def method(
         self, func: Union[Callable[..., Any], str, None] = None, *, name: Optional[str] = None, raw_params: bool = False
@@ -203,7 +205,7 @@ class Handler:
         if threading.current_thread() is not threading.main_thread():
             logger.debug("not on the main thread: SIGTERM/SIGINT are not handled; call stop() to drain")
             return []
-        installed = []
+        installed: List[int] = []
         for sig in (signal.SIGTERM, signal.SIGINT):
             try:
                 loop.add_signal_handler(sig, self._on_signal, sig, session)

@@ -27,8 +27,8 @@ def _is_async(func: Callable[..., Any]) -> bool:
         func = func.func
     if inspect.iscoroutinefunction(func):
         return True
-    call = getattr(func, "__call__", None)
-    return call is not None and not inspect.isfunction(func) and inspect.iscoroutinefunction(call)
+    # An object whose class defines `async def __call__`.
+    return not inspect.isroutine(func) and inspect.iscoroutinefunction(getattr(type(func), "__call__", None))  # noqa: B004
 
 
 def _is_context_annotation(annotation: Any) -> bool:
@@ -63,7 +63,9 @@ class MethodSpec:
         chosen = by_annotation[:1] or by_name[:1]
         if chosen:
             if chosen[0].kind is chosen[0].POSITIONAL_ONLY:
-                raise TypeError(f"method {name!r}: the context parameter {chosen[0].name!r} must not be positional-only")
+                raise TypeError(
+                    f"method {name!r}: the context parameter {chosen[0].name!r} must not be positional-only"
+                )
             self.context_param = chosen[0].name
         if raw_params:
             rest = [p for p in named if p.name != self.context_param]
@@ -74,7 +76,7 @@ class MethodSpec:
     def describe(self) -> str:
         return f"{self.name}{self.signature}" if self.signature else self.name
 
-    def bind(self, params: Dict[str, Any], ctx: CallContext) -> Tuple[tuple, Dict[str, Any]]:
+    def bind(self, params: Dict[str, Any], ctx: CallContext) -> Tuple[Tuple[Any, ...], Dict[str, Any]]:
         """The arguments to call the function with, or ParamsError saying what does not fit."""
         if self.raw_params:
             assert self.params_param is not None
@@ -112,7 +114,9 @@ def result_frame(run_id: str, attempt: int, value: Any) -> bytes:
         return encode({"type": "result", "run_id": run_id, "attempt": attempt, "success": True, "result": value})
     except (TypeError, ValueError, RecursionError) as e:
         return failure_frame(
-            run_id, attempt, f"the method's result is not JSON-serialisable ({e}); return dicts, lists, str, numbers, bool or None"
+            run_id,
+            attempt,
+            f"the method's result is not JSON-serialisable ({e}); return dicts, lists, str, numbers, bool or None",
         )
 
 

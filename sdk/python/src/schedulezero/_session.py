@@ -11,7 +11,7 @@ import json
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Deque, Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Deque, Dict, List, Optional, Set, Tuple
 
 import zmq
 import zmq.asyncio
@@ -45,8 +45,8 @@ class _Call:
         self.key = key
         self.ctx = ctx
         self.spec = spec
-        self.task: Optional[asyncio.Task] = None
-        self.work: Optional[asyncio.Future] = None
+        self.task: Optional[asyncio.Task[None]] = None
+        self.work: Optional[asyncio.Future[bytes]] = None
         self.stop = asyncio.Event()  # set by the server's cancel
 
 
@@ -164,9 +164,11 @@ class Session:
 
     # ---- messages from the server -----------------------------------------------------------
 
-    def _on_frames(self, frames: list, received: float) -> None:
+    def _on_frames(self, frames: List[bytes], received: float) -> None:
         if len(frames) != 2 or frames[0] != SIGNATURE:
-            logger.warning("%s: ignoring a message from the server without the SZ1 signature (%d frames)", self.who, len(frames))
+            logger.warning(
+                "%s: ignoring a message from the server without the SZ1 signature (%d frames)", self.who, len(frames)
+            )
             return
         try:
             msg = json.loads(frames[1])
@@ -179,7 +181,7 @@ class Session:
         if kind == "call":
             self._on_call(msg, received)
         elif kind == "cancel":
-            call = self.calls.get((msg.get("run_id"), msg.get("attempt")))  # type: ignore[arg-type]
+            call = self.calls.get((msg.get("run_id"), msg.get("attempt")))
             if call is not None:
                 call.stop.set()
             else:
@@ -276,7 +278,7 @@ class Session:
             args, kwargs = spec.bind(params, ctx)
         except ParamsError as e:
             return failure_frame(ctx.run_id, ctx.attempt, str(e))
-        work: asyncio.Future
+        work: asyncio.Future[bytes]
         if spec.is_async:
             work = self.loop.create_task(_run_async(spec, args, kwargs, ctx))
         else:
@@ -291,10 +293,11 @@ class Session:
         # The unit of capacity taken when the call arrived is held until the method returns.
         work.add_done_callback(self._released)
         call.work = work
-        stop = self.loop.create_task(call.stop.wait())
+        stop: "asyncio.Future[Any]" = self.loop.create_task(call.stop.wait())
+        first: "Set[asyncio.Future[Any]]" = {work, stop}
         try:
             done, _ = await asyncio.wait(
-                {work, stop}, timeout=max(0.0, ctx.deadline - time.monotonic()), return_when=asyncio.FIRST_COMPLETED
+                first, timeout=max(0.0, ctx.deadline - time.monotonic()), return_when=asyncio.FIRST_COMPLETED
             )
         finally:
             stop.cancel()
@@ -304,8 +307,8 @@ class Session:
         ctx._cancel(reason)
         if spec.is_async:
             work.cancel()
-        done, _ = await asyncio.wait({work}, timeout=CANCEL_GRACE)
-        if work in done:
+        finished, _ = await asyncio.wait({work}, timeout=CANCEL_GRACE)
+        if work in finished:
             return _outcome(ctx, work)
         logger.warning(
             "%s: method %r (run %s, attempt %d) still runs %.0f s after %s; reported as such and left running",
@@ -318,7 +321,7 @@ class Session:
         )
         return failure_frame(ctx.run_id, ctx.attempt, reason)
 
-    def _released(self, _work: asyncio.Future) -> None:
+    def _released(self, _work: asyncio.Future[bytes]) -> None:
         self.busy -= 1
 
     def _finished(self, key: CallKey, frame: bytes) -> None:
@@ -377,9 +380,10 @@ class Session:
         except zmq.ZMQError as e:
             logger.warning("%s: dropping a message to the server: %s", self.who, e)
             return
-        sent.add_done_callback(self._check_sent)
+        if isinstance(sent, asyncio.Future):
+            sent.add_done_callback(self._check_sent)
 
-    def _check_sent(self, sent: asyncio.Future) -> None:
+    def _check_sent(self, sent: "asyncio.Future[Any]") -> None:
         if not sent.cancelled() and sent.exception() is not None:
             logger.warning("%s: dropping a message to the server: %s", self.who, sent.exception())
 
@@ -392,7 +396,12 @@ def _int(value: Any, default: int) -> int:
 
 
 def _run_sync(
-    spec: MethodSpec, args: tuple, kwargs: Dict[str, Any], ctx: CallContext, loop: asyncio.AbstractEventLoop, work: asyncio.Future
+    spec: MethodSpec,
+    args: Tuple[Any, ...],
+    kwargs: Dict[str, Any],
+    ctx: CallContext,
+    loop: asyncio.AbstractEventLoop,
+    work: asyncio.Future[bytes],
 ) -> None:
     """A sync method's thread: runs it, encodes its result here (off the loop), hands it back."""
     _current.set(ctx)
@@ -409,26 +418,27 @@ def _run_sync(
         pass  # the loop is closed: serving ended while this method ran
 
 
-def _settle(work: asyncio.Future, outcome: Tuple[Optional[bytes], Optional[BaseException]]) -> None:
+def _settle(work: asyncio.Future[bytes], outcome: Tuple[Optional[bytes], Optional[BaseException]]) -> None:
     if work.done():
         return
     value, error = outcome
     if error is not None:
         work.set_exception(error)
-    else:
+    elif value is not None:
         work.set_result(value)
 
 
-async def _run_async(spec: MethodSpec, args: tuple, kwargs: Dict[str, Any], ctx: CallContext) -> bytes:
+async def _run_async(spec: MethodSpec, args: Tuple[Any, ...], kwargs: Dict[str, Any], ctx: CallContext) -> bytes:
     _current.set(ctx)  # the task runs in its own copy of the context
     value = await spec.func(*args, **kwargs)
     return result_frame(ctx.run_id, ctx.attempt, value)
 
 
-def _outcome(ctx: CallContext, work: asyncio.Future) -> bytes:
+def _outcome(ctx: CallContext, work: asyncio.Future[bytes]) -> bytes:
     if work.cancelled():
         return failure_frame(ctx.run_id, ctx.attempt, ctx.cancel_reason or "cancelled")
     error = work.exception()
     if error is not None:
         return exception_frame(ctx.run_id, ctx.attempt, error, ctx.cancel_reason)
-    return work.result()
+    frame: bytes = work.result()
+    return frame
