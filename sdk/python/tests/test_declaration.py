@@ -208,3 +208,13 @@ def test_the_package_declares_its_version_and_ships_type_information():
     root = Path(__file__).resolve().parents[1]
     assert f'version = "{schedulezero.__version__}"' in (root / "pyproject.toml").read_text()
     assert (root / "src" / "schedulezero" / "py.typed").is_file()
+
+
+def test_a_malformed_endpoint_is_an_error_naming_it():
+    h = Handler("h")
+    h.method("m")(lambda: None)
+    with pytest.raises(ValueError, match="cannot connect to the server endpoint 'not-an-endpoint'"):
+        asyncio.run(h.serve("not-an-endpoint", handle_signals=False))
+    with pytest.raises(ValueError, match="endpoint must be a ZeroMQ endpoint"):
+        asyncio.run(h.serve("  ", handle_signals=False))
+    assert h.state is LinkState.IDLE, "nothing was served"
