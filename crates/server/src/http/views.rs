@@ -72,7 +72,7 @@ pub(crate) struct ScheduleView {
     pub timezone: String,
     pub target: TargetView,
     #[schema(value_type = PoliciesDoc)]
-    pub policies: Value,
+    pub policies: schedulezero_core::policy::Policies,
     /// The next fire slot in the trigger's zone; null when paused or finished.
     pub next_fire_time: Option<String>,
     pub created_at: String,
@@ -102,7 +102,7 @@ impl ScheduleView {
                 method: s.target.method.clone(),
                 params: s.target.params.clone(),
             },
-            policies: s.policies.to_json(),
+            policies: s.policies,
             next_fire_time: s.next_fire_at.filter(|_| active).map(|t| format_in_zone(t, zone)),
             created_at: utc(s.created_at),
             updated_at: utc(s.updated_at),
