@@ -5,7 +5,7 @@
 //!     [--server ENDPOINT] [--handler-id ID] [--instance-id ID] [--capacity N]
 //! ```
 //!
-//! `--server` defaults to `$SCHEDULEZERO_SERVER`, else `tcp://127.0.0.1:4242`; `--handler-id` to
+//! `--server` defaults to `$SCHEDULEZERO_SERVER_ENDPOINT`, else `tcp://127.0.0.1:4242`; `--handler-id` to
 //! `demo`; `--instance-id` to the SDK's default (`$SCHEDULEZERO_INSTANCE_ID`, else
 //! `<hostname>-<pid>`); `--capacity` to 4.
 //!
@@ -36,7 +36,7 @@ struct Options {
 
 fn parse(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
     let mut options = Options {
-        server: std::env::var("SCHEDULEZERO_SERVER").unwrap_or_else(|_| "tcp://127.0.0.1:4242".into()),
+        server: schedulezero_handler::default_server_endpoint(),
         handler_id: "demo".into(),
         instance_id: None,
         capacity: 4,

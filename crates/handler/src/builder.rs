@@ -16,6 +16,14 @@ use crate::method::{Methods, erase};
 /// called.
 pub const INSTANCE_ID_ENV: &str = "SCHEDULEZERO_INSTANCE_ID";
 
+/// The environment variable that names the server's handler endpoint (e.g.
+/// `tcp://127.0.0.1:4242`) when a handler is not given one: see [`default_server_endpoint`].
+pub const SERVER_ENDPOINT_ENV: &str = "SCHEDULEZERO_SERVER_ENDPOINT";
+
+/// The endpoint used when neither a flag nor [`SERVER_ENDPOINT_ENV`] names one: the server's
+/// default handler port on this machine.
+pub const DEFAULT_SERVER_ENDPOINT: &str = "tcp://127.0.0.1:4242";
+
 /// Sent in the hello so operators can tell which SDK an instance runs.
 const AGENT: &str = concat!("schedulezero-handler/", env!("CARGO_PKG_VERSION"), " (rust)");
 
@@ -116,6 +124,26 @@ pub fn default_instance_id() -> String {
     format!("{}-{}", hostname(), std::process::id())
 }
 
+/// The endpoint to connect to when none is given explicitly: `$SCHEDULEZERO_SERVER_ENDPOINT` if
+/// set and not blank (a supervisor such as the governor sets it for every handler it starts),
+/// else [`DEFAULT_SERVER_ENDPOINT`].
+pub fn default_server_endpoint() -> String {
+    server_endpoint_from(std::env::var(SERVER_ENDPOINT_ENV).ok())
+}
+
+/// `explicit` if given and not blank, else [`default_server_endpoint`]: what a `--server` flag
+/// that may be absent resolves to.
+pub fn server_endpoint(explicit: Option<&str>) -> String {
+    match explicit.map(str::trim).filter(|e| !e.is_empty()) {
+        Some(endpoint) => endpoint.to_string(),
+        None => default_server_endpoint(),
+    }
+}
+
+fn server_endpoint_from(var: Option<String>) -> String {
+    var.map(|v| v.trim().to_string()).filter(|v| !v.is_empty()).unwrap_or_else(|| DEFAULT_SERVER_ENDPOINT.into())
+}
+
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
@@ -156,6 +184,14 @@ mod tests {
         assert!(zero.to_string().contains("capacity"), "{zero}");
         let twice = echo(echo(Handler::builder("r"), "a"), "a").build().err().unwrap();
         assert_eq!(twice, BuildError::DuplicateMethod("a".into()));
+    }
+
+    #[test]
+    fn the_endpoint_comes_from_the_flag_then_the_variable_then_the_default() {
+        assert_eq!(server_endpoint(Some("tcp://10.0.0.1:1")), "tcp://10.0.0.1:1");
+        assert_eq!(server_endpoint_from(Some(" tcp://h:2 ".into())), "tcp://h:2");
+        assert_eq!(server_endpoint_from(Some("  ".into())), DEFAULT_SERVER_ENDPOINT);
+        assert_eq!(server_endpoint_from(None), DEFAULT_SERVER_ENDPOINT);
     }
 
     #[test]

@@ -58,7 +58,10 @@ mod session;
 mod shutdown;
 mod socket;
 
-pub use builder::{HandlerBuilder, INSTANCE_ID_ENV, default_instance_id};
+pub use builder::{
+    DEFAULT_SERVER_ENDPOINT, HandlerBuilder, INSTANCE_ID_ENV, SERVER_ENDPOINT_ENV, default_instance_id,
+    default_server_endpoint, server_endpoint,
+};
 pub use calls::CANCEL_GRACE;
 pub use context::CallContext;
 pub use error::{BuildError, MethodError, RunError};

@@ -2,7 +2,7 @@
 //!
 //! Module map:
 //! - [`process`]: a process by PID — its start time (which tells a recycled PID from the
-//!   original) and its command line.
+//!   original) and its command line; the live members of a process group.
 //! - [`pidfile`]: PID files that hold PID, start time and command line, and are verified against
 //!   the live process table instead of trusted; stale ones are detected and cleaned.
 //! - [`files`]: which processes have a file open, from each process's descriptors.
@@ -17,4 +17,4 @@ pub mod process;
 pub use files::{FileHolder, file_holders};
 pub use pidfile::{PidFile, PidFileError, PidRecord, PidStatus, write_atomically};
 pub use ports::{PortHolder, port_holders};
-pub use process::ProcessInfo;
+pub use process::{ProcessInfo, process_group_members};

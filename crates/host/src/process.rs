@@ -42,6 +42,30 @@ impl ProcessInfo {
     }
 }
 
+/// The live processes (zombies left out) whose process group is `pgid`, from `/proc`. A process
+/// group outlives its leader: this is how to tell whether anything a command started is still
+/// running after the command itself exited.
+pub fn process_group_members(pgid: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| parse_state_and_group(&stat))
+                .is_some_and(|(state, group)| group == pgid && state != 'Z' && state != 'X')
+        })
+        .collect()
+}
+
+/// State letter and process group (field 5) from `/proc/PID/stat`.
+fn parse_state_and_group(stat: &str) -> Option<(char, u32)> {
+    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let group = fields.nth(1)?.parse().ok()?;
+    Some((state, group))
+}
+
 /// State letter and start time from `/proc/PID/stat`. The command name (field 2) is in
 /// parentheses and may itself hold spaces and parentheses, so fields are counted after the
 /// last `)`.
@@ -63,6 +87,24 @@ mod tests {
         let stat = "4242 (we ird) name)) S 1 4242 4242 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 987654 1000 100";
         assert_eq!(parse_stat(stat), Some(('S', 987654)));
         assert_eq!(parse_stat("garbage"), None);
+    }
+
+    #[test]
+    fn the_process_group_is_field_5() {
+        let stat = "4242 (a) b) S 1 777 4242 0 -1 4194560";
+        assert_eq!(parse_state_and_group(stat), Some(('S', 777)));
+        assert_eq!(parse_state_and_group("nothing"), None);
+    }
+
+    #[test]
+    fn a_process_group_lists_its_live_members() {
+        use std::os::unix::process::CommandExt;
+        let mut child = std::process::Command::new("sleep").arg("30").process_group(0).spawn().expect("sleep");
+        let pgid = child.id();
+        assert_eq!(process_group_members(pgid), vec![pgid]);
+        child.kill().expect("kill");
+        child.wait().expect("reaped");
+        assert!(process_group_members(pgid).is_empty());
     }
 
     #[test]
