@@ -298,6 +298,8 @@ async fn call(
     let exchange = async {
         let mut response = request.send().await?;
         let status = response.status();
+        // Before any chunk is read: later it shrinks with what has been read.
+        let length = response.content_length();
         let mut kept = Vec::new();
         let mut read = 0u64;
         let mut truncated = false;
@@ -311,7 +313,7 @@ async fn call(
                 break;
             }
         }
-        Ok::<_, reqwest::Error>((status, response.headers().clone(), response.content_length(), kept, read, truncated))
+        Ok::<_, reqwest::Error>((status, response.headers().clone(), length, kept, read, truncated))
     };
     let outcome = tokio::select! {
         outcome = exchange => outcome,

@@ -1,5 +1,6 @@
 //! `schedulezero handler list|show`: the handlers a running server knows, through its HTTP API
-//! (docs/API.md, "Handlers"). Commands that run handlers belong in this enum too.
+//! (docs/API.md, "Handlers"); `schedulezero handler exec|http`: run a built-in handler
+//! (schedulezero_builtin, docs/BUILTIN_HANDLERS.md).
 
 use clap::{Args, Subcommand};
 use serde_json::Value;
@@ -15,6 +16,25 @@ pub enum HandlerCommand {
     /// A handler with each of its instances.
     #[command(after_long_help = crate::client::EXIT_CODES)]
     Show(ShowArgs),
+    /// Run the built-in exec handler: methods that run commands, from a TOML file (until SIGTERM).
+    Exec(BuiltinArgs),
+    /// Run the built-in HTTP handler: methods that call URLs, from a TOML file (until SIGTERM).
+    Http(BuiltinArgs),
+}
+
+#[derive(Args)]
+pub struct BuiltinArgs {
+    /// The handler's config file (TOML; docs/BUILTIN_HANDLERS.md, docs/examples/).
+    #[arg(long, value_name = "FILE")]
+    config: std::path::PathBuf,
+    /// The server's handler endpoint (default: $SCHEDULEZERO_SERVER_ENDPOINT, else
+    /// tcp://127.0.0.1:4242).
+    #[arg(long, value_name = "ENDPOINT")]
+    server: Option<String>,
+    /// This instance's id, stable across restarts (default: $SCHEDULEZERO_INSTANCE_ID, else
+    /// <hostname>-<pid>).
+    #[arg(long, value_name = "ID")]
+    instance_id: Option<String>,
 }
 
 #[derive(Args)]
@@ -35,7 +55,30 @@ pub fn run(cmd: HandlerCommand) -> Result<(), Failure> {
     match cmd {
         HandlerCommand::List(args) => list(args),
         HandlerCommand::Show(args) => show(args),
+        HandlerCommand::Exec(args) => run_builtin(schedulezero_builtin::Kind::Exec, args),
+        HandlerCommand::Http(args) => run_builtin(schedulezero_builtin::Kind::Http, args),
     }
+}
+
+/// Serves until SIGTERM or Ctrl-C, then drains (calls in flight finish) and returns. A config
+/// file that is refused stops it before it connects (exit 2).
+fn run_builtin(kind: schedulezero_builtin::Kind, args: BuiltinArgs) -> Result<(), Failure> {
+    let handler = schedulezero_builtin::build(kind, &args.config, args.instance_id)
+        .map_err(|e| Failure::usage(e.to_string()))?;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stdout().is_terminal())
+        .with_writer(std::io::stdout)
+        .try_init();
+    let endpoint = schedulezero_handler::server_endpoint(args.server.as_deref());
+    let runtime = tokio::runtime::Runtime::new()
+        .map_err(|e| Failure::Other(format!("cannot start the async runtime: {e}")))?;
+    runtime.block_on(handler.run(&endpoint)).map_err(|e| Failure::Other(e.to_string()))?;
+    tracing::info!("stopped");
+    Ok(())
 }
 
 fn list(args: ListArgs) -> Result<(), Failure> {

@@ -48,7 +48,7 @@ enum Command {
         #[command(subcommand)]
         command: schedule_cmd::ScheduleCommand,
     },
-    /// Handlers known to a running server: list, show.
+    /// Handlers known to a running server (list, show); built-in handlers to run (exec, http).
     #[command(after_long_help = client::EXIT_CODES)]
     Handler {
         #[command(subcommand)]
