@@ -41,9 +41,12 @@ pub fn load<M: DeserializeOwned>(
     path: &Path,
     adjust: impl Fn(&mut M, &Path),
 ) -> Result<HandlerConfig<M>, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
-    let mut config: HandlerConfig<M> = toml::from_str(&text)
-        .map_err(|e| ConfigError::Invalid { path: path.into(), message: e.to_string().trim_end().to_string() })?;
+    let text =
+        std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+    let mut config: HandlerConfig<M> = toml::from_str(&text).map_err(|e| ConfigError::Invalid {
+        path: path.into(),
+        message: e.to_string().trim_end().to_string(),
+    })?;
     if config.methods.is_empty() {
         return Err(ConfigError::Invalid {
             path: path.into(),

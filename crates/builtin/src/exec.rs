@@ -133,7 +133,10 @@ pub fn load_config(path: &Path) -> Result<ExecConfig, ConfigError> {
 }
 
 /// The handler serving `config`'s methods.
-pub fn handler(config: ExecConfig, instance_id: Option<String>) -> Result<Handler, schedulezero_handler::BuildError> {
+pub fn handler(
+    config: ExecConfig,
+    instance_id: Option<String>,
+) -> Result<Handler, schedulezero_handler::BuildError> {
     let mut builder = Handler::builder(config.handler_id).capacity(config.capacity);
     if let Some(id) = instance_id {
         builder = builder.instance_id(id);
@@ -155,7 +158,12 @@ enum Ending {
 }
 
 /// Runs one call: check params, start the command, wait for it (or stop its group), report.
-async fn run(method: Arc<ExecMethod>, name: Arc<str>, ctx: CallContext, params: Value) -> Result<Value, MethodError> {
+async fn run(
+    method: Arc<ExecMethod>,
+    name: Arc<str>,
+    ctx: CallContext,
+    params: Value,
+) -> Result<Value, MethodError> {
     let values = method.params.check(&params)?;
     let mut cmd = tokio::process::Command::new(&method.program);
     cmd.args(method.args.iter().map(|a| a.render(&values)));
@@ -181,9 +189,9 @@ async fn run(method: Arc<ExecMethod>, name: Arc<str>, ctx: CallContext, params: 
     cmd.process_group(0).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
 
     let started = Instant::now();
-    let mut child = cmd.spawn().map_err(|e| {
-        MethodError::new(format!("cannot start '{}': {e}", method.program.display()))
-    })?;
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| MethodError::new(format!("cannot start '{}': {e}", method.program.display())))?;
     let Some(pid) = child.id() else {
         return Err("the command exited before it could be watched".into());
     };
@@ -232,11 +240,15 @@ async fn run(method: Arc<ExecMethod>, name: Arc<str>, ctx: CallContext, params: 
     let failure = match ending {
         Ending::Exited(_) => match (exit_code, signal) {
             (Some(code), _) if method.success_codes.contains(&code) => None,
-            (Some(code), _) => Some(format!("exited with code {code} (success: {})", codes(&method.success_codes))),
+            (Some(code), _) => {
+                Some(format!("exited with code {code} (success: {})", codes(&method.success_codes)))
+            }
             (None, Some(sig)) => Some(format!("killed by signal {sig}")),
             (None, None) => Some("ended without an exit code".to_string()),
         },
-        Ending::TimedOut(after) => Some(format!("timed out after {}: its process group was stopped", secs(after))),
+        Ending::TimedOut(after) => {
+            Some(format!("timed out after {}: its process group was stopped", secs(after)))
+        }
         Ending::Cancelled => Some("cancelled: its process group was stopped".into()),
         Ending::DeadlineExceeded => Some("deadline exceeded: its process group was stopped".into()),
     };
@@ -378,14 +390,24 @@ mod tests {
 
     #[test]
     fn a_method_is_checked_when_loaded() {
-        let m = method("program = \"echo\"\nargs = [\"{{day}}\"]\nparams.day = { type = \"string\", required = true }")
-            .unwrap();
+        let m = method(
+            "program = \"echo\"\nargs = [\"{{day}}\"]\nparams.day = { type = \"string\", required = true }",
+        )
+        .unwrap();
         assert_eq!((m.success_codes.clone(), m.max_output, m.timeout), (vec![0], 64 << 10, None));
-        assert!(method("program = \"echo\"\nargs = [\"{{day}}\"]").unwrap_err().contains("{{day}} names no declared param"));
+        assert!(
+            method("program = \"echo\"\nargs = [\"{{day}}\"]")
+                .unwrap_err()
+                .contains("{{day}} names no declared param")
+        );
         assert!(method("program = \"echo\"\nprogam = 1").unwrap_err().contains("progam"));
         assert!(method("program = \"echo\"\ntimeout_secs = 0").unwrap_err().contains("timeout_secs"));
         assert!(method("program = \"echo\"\nsuccess_codes = []").unwrap_err().contains("success_codes"));
-        assert!(method("program = \"echo\"\nmax_output_bytes = 100000000").unwrap_err().contains("max_output_bytes"));
+        assert!(
+            method("program = \"echo\"\nmax_output_bytes = 100000000")
+                .unwrap_err()
+                .contains("max_output_bytes")
+        );
         assert!(method("program = \"\"").unwrap_err().contains("`program` is empty"));
     }
 
@@ -393,7 +415,10 @@ mod tests {
     fn relative_paths_are_resolved_against_the_config_directory() {
         let mut m = method("program = \"bin/job.sh\"\ncwd = \"work\"").unwrap();
         m.resolve(Path::new("/etc/sz"));
-        assert_eq!((m.program.as_path(), m.cwd.as_deref()), (Path::new("/etc/sz/bin/job.sh"), Some(Path::new("/etc/sz/work"))));
+        assert_eq!(
+            (m.program.as_path(), m.cwd.as_deref()),
+            (Path::new("/etc/sz/bin/job.sh"), Some(Path::new("/etc/sz/work")))
+        );
         let mut m = method("program = \"sleep\"\ncwd = \"/tmp\"").unwrap();
         m.resolve(Path::new("/etc/sz"));
         assert_eq!((m.program.as_path(), m.cwd.as_deref()), (Path::new("sleep"), Some(Path::new("/tmp"))));

@@ -106,8 +106,9 @@ impl HttpMethod {
                 .and_then(|t| t.map_text(|text| expand_env(text, env)))
                 .map_err(|e| format!("`headers.{name}`: {e}"))?;
             // Checked with sample values; the message does not quote the value (it may hold a secret).
-            HeaderValue::from_str(&template.render(&samples))
-                .map_err(|_| format!("`headers.{name}`: the value holds a character not allowed in a header"))?;
+            HeaderValue::from_str(&template.render(&samples)).map_err(|_| {
+                format!("`headers.{name}`: the value holds a character not allowed in a header")
+            })?;
             headers.push((header, template));
         }
         let body = match raw.body {
@@ -189,7 +190,9 @@ fn expand_env(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String
         let close = after.find('}').ok_or("`${` without `}`")?;
         let name = &after[..close];
         let value = env(name).ok_or_else(|| {
-            format!("needs the environment variable {name}, which is not set (set it before starting the handler)")
+            format!(
+                "needs the environment variable {name}, which is not set (set it before starting the handler)"
+            )
         })?;
         out.push_str(&value);
         rest = &after[close + 1..];
@@ -201,7 +204,9 @@ fn expand_env(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String
 /// `204`, `"2xx"`, `"200-299"` or `"404"` as an inclusive range.
 fn status_range(rule: &StatusRule) -> Result<(u16, u16), String> {
     let valid = |c: u16| (100..=599).contains(&c);
-    let bad = |t: &str| format!("`success_status`: '{t}' is not a status, a class like \"2xx\" or a range like \"200-299\"");
+    let bad = |t: &str| {
+        format!("`success_status`: '{t}' is not a status, a class like \"2xx\" or a range like \"200-299\"")
+    };
     let range = match rule {
         StatusRule::Code(c) => (*c, *c),
         StatusRule::Text(t) => {
@@ -250,8 +255,9 @@ pub fn handler(config: HttpConfig, instance_id: Option<String>) -> Result<Handle
         let method = Arc::new(method);
         let label: Arc<str> = name.as_str().into();
         let client = client.clone();
-        builder = builder
-            .method(name, move |ctx, params| call(client.clone(), method.clone(), label.clone(), ctx, params));
+        builder = builder.method(name, move |ctx, params| {
+            call(client.clone(), method.clone(), label.clone(), ctx, params)
+        });
     }
     builder.build().map_err(HandlerSetupError::Build)
 }
@@ -284,7 +290,10 @@ async fn call(
         value.set_sensitive(true);
         headers.insert(header.clone(), value);
     }
-    headers.insert("x-schedulezero-run-id", HeaderValue::from_str(&ctx.run_id().to_string()).map_err(|e| e.to_string())?);
+    headers.insert(
+        "x-schedulezero-run-id",
+        HeaderValue::from_str(&ctx.run_id().to_string()).map_err(|e| e.to_string())?,
+    );
     headers.insert("x-schedulezero-attempt", HeaderValue::from(ctx.attempt()));
     let limit = method.timeout.map_or(ctx.time_left(), |t| t.min(ctx.time_left()));
     let mut request = client.request(method.method.clone(), &url).headers(headers).timeout(limit);
@@ -338,7 +347,8 @@ async fn call(
     };
     let mut picked = serde_json::Map::new();
     for header in &method.response_headers {
-        let values: Vec<&str> = response_headers.get_all(header).iter().filter_map(|v| v.to_str().ok()).collect();
+        let values: Vec<&str> =
+            response_headers.get_all(header).iter().filter_map(|v| v.to_str().ok()).collect();
         if !values.is_empty() {
             picked.insert(header.to_string(), Value::String(values.join(", ")));
         }
@@ -392,7 +402,8 @@ mod tests {
     #[test]
     fn statuses_codes_classes_and_ranges() {
         let m = method("url = \"http://h/\"\nsuccess_status = [204, \"3xx\", \"400-404\"]").unwrap();
-        let ok: Vec<u16> = [200, 204, 301, 399, 400, 404, 405, 500].into_iter().filter(|s| m.succeeded(*s)).collect();
+        let ok: Vec<u16> =
+            [200, 204, 301, 399, 400, 404, 405, 500].into_iter().filter(|s| m.succeeded(*s)).collect();
         assert_eq!(ok, [204, 301, 399, 400, 404]);
         let default = method("url = \"http://h/\"").unwrap();
         assert!(default.succeeded(200) && default.succeeded(299) && !default.succeeded(300));
@@ -403,7 +414,8 @@ mod tests {
     #[test]
     fn secrets_come_from_the_environment_and_are_never_quoted() {
         let env = |name: &str| (name == "TOKEN").then(|| "s3cret".to_string());
-        let m = method_with("url = \"http://h/\"\nheaders = { Authorization = \"Bearer ${TOKEN}\" }", &env).unwrap();
+        let m = method_with("url = \"http://h/\"\nheaders = { Authorization = \"Bearer ${TOKEN}\" }", &env)
+            .unwrap();
         assert_eq!(m.headers[0].1.render(&Checked::new()), "Bearer s3cret");
         let e = method_with("url = \"http://h/\"\nheaders = { A = \"${MISSING}\" }", &env).err().unwrap();
         assert!(e.contains("headers.A") && e.contains("MISSING") && e.contains("not set"), "{e}");
@@ -417,14 +429,23 @@ mod tests {
     fn templates_are_checked_when_loaded() {
         assert!(method("url = \"http://h/{{x}}\"").err().unwrap().contains("{{x}} names no declared param"));
         assert!(method("url = \"ftp://h/\"").err().unwrap().contains("http://"));
-        let e = method("url = \"http://h/\"\nbody = '{\"a\": {{n}'\nparams.n = { type = \"integer\" }").err().unwrap();
+        let e = method("url = \"http://h/\"\nbody = '{\"a\": {{n}'\nparams.n = { type = \"integer\" }")
+            .err()
+            .unwrap();
         assert!(e.contains("`body`"), "{e}");
-        let e = method("url = \"http://h/\"\nbody = '{\"a\": {{n}}'\nparams.n = { type = \"integer\" }").err().unwrap();
+        let e = method("url = \"http://h/\"\nbody = '{\"a\": {{n}}'\nparams.n = { type = \"integer\" }")
+            .err()
+            .unwrap();
         assert!(e.contains("not JSON once filled"), "{e}");
-        assert!(method("url = \"http://h/\"\nmethod = \"GE T\"").err().unwrap().contains("not an HTTP method"));
+        assert!(
+            method("url = \"http://h/\"\nmethod = \"GE T\"").err().unwrap().contains("not an HTTP method")
+        );
         let m = method("url = \"http://h/\"\nmethod = \"post\"\nbody = '{\"a\": {{n}}}'\nparams.n = { type = \"integer\" }")
             .unwrap();
         assert_eq!(m.method, reqwest::Method::POST);
-        assert!(m.headers.iter().any(|(h, t)| h == reqwest::header::CONTENT_TYPE && t.render(&Checked::new()) == "application/json"));
+        assert!(
+            m.headers.iter().any(|(h, t)| h == reqwest::header::CONTENT_TYPE
+                && t.render(&Checked::new()) == "application/json")
+        );
     }
 }

@@ -42,7 +42,8 @@ pub enum SetupError {
 /// Loads `config` and builds the handler it declares; nothing connects yet, so a bad file is
 /// refused before the server ever hears of the handler.
 pub fn build(kind: Kind, config: &Path, instance_id: Option<String>) -> Result<Handler, SetupError> {
-    let declaration = |message: String| SetupError::Declaration { path: config.display().to_string(), message };
+    let declaration =
+        |message: String| SetupError::Declaration { path: config.display().to_string(), message };
     match kind {
         Kind::Exec => {
             let loaded = exec::load_config(config)?;

@@ -103,8 +103,9 @@ impl Schema {
                     if p.kind != ParamType::String {
                         return Err(format!("param '{name}': `pattern` applies to strings only"));
                     }
-                    let re = Regex::new(&format!("^(?:{text})$"))
-                        .map_err(|e| format!("param '{name}': `pattern` is not a valid regular expression: {e}"))?;
+                    let re = Regex::new(&format!("^(?:{text})$")).map_err(|e| {
+                        format!("param '{name}': `pattern` is not a valid regular expression: {e}")
+                    })?;
                     Some((text, re))
                 }
                 None => None,
@@ -112,7 +113,8 @@ impl Schema {
             if p.required && p.default.is_some() {
                 return Err(format!("param '{name}': a required param cannot have a `default`"));
             }
-            let spec = ParamSpec { kind: p.kind, required: p.required, pattern, one_of: p.one_of, default: None };
+            let spec =
+                ParamSpec { kind: p.kind, required: p.required, pattern, one_of: p.one_of, default: None };
             for value in spec.one_of.iter().flatten() {
                 if !spec.kind.accepts(value) {
                     return Err(format!("param '{name}': `enum` value {value} is not {}", spec.kind.name()));
@@ -146,7 +148,10 @@ impl Schema {
         };
         for name in given.keys() {
             if !self.params.contains_key(name) {
-                return Err(format!("param '{name}' is not declared; this method takes: {}", self.declared()));
+                return Err(format!(
+                    "param '{name}' is not declared; this method takes: {}",
+                    self.declared()
+                ));
             }
         }
         let mut checked = Checked::new();
@@ -212,7 +217,9 @@ fn check_name(name: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!("param name '{name}' must be letters, digits and '_' (not starting with a digit), at most 64"))
+        Err(format!(
+            "param name '{name}' must be letters, digits and '_' (not starting with a digit), at most 64"
+        ))
     }
 }
 
@@ -275,11 +282,17 @@ mod tests {
         assert!(fail(json!({})).contains("param 'day' is required"));
         let e = fail(json!({"day": "2026-11-28", "extra": 1}));
         assert!(e.contains("'extra' is not declared") && e.contains("day, dry, mode, ratio, rows"), "{e}");
-        assert!(fail(json!({"day": "2026-11-28", "rows": "3"})).contains("param 'rows' must be an integer, got a string"));
+        assert!(
+            fail(json!({"day": "2026-11-28", "rows": "3"}))
+                .contains("param 'rows' must be an integer, got a string")
+        );
         assert!(fail(json!({"day": "2026-11-28", "rows": 1.5})).contains("'rows' must be an integer"));
         assert!(fail(json!({"day": "28/11/2026"})).contains("param 'day' does not match the pattern"));
         assert!(fail(json!({"day": "2026-11-28; rm -rf /"})).contains("'day' does not match"), "anchored");
-        assert!(fail(json!({"day": "2026-11-28", "mode": "slow"})).contains("'mode' must be one of \"full\", \"quick\""));
+        assert!(
+            fail(json!({"day": "2026-11-28", "mode": "slow"}))
+                .contains("'mode' must be one of \"full\", \"quick\"")
+        );
         assert!(fail(json!({"day": "2026-11-28", "dry": "yes"})).contains("'dry' must be a boolean"));
         assert!(fail(json!([1])).contains("params must be a JSON object"));
     }
@@ -298,14 +311,21 @@ mod tests {
         assert!(schema("a = { type = \"string\", requird = true }").unwrap_err().contains("requird"));
         assert!(schema("\"a-b\" = { type = \"string\" }").unwrap_err().contains("param name 'a-b'"));
         assert!(schema("a = { type = \"integer\", pattern = \"1\" }").unwrap_err().contains("strings only"));
-        assert!(schema("a = { type = \"string\", pattern = \"(\" }").unwrap_err().contains("regular expression"));
+        assert!(
+            schema("a = { type = \"string\", pattern = \"(\" }").unwrap_err().contains("regular expression")
+        );
         assert!(schema("a = { type = \"integer\", default = \"x\" }").unwrap_err().contains("`default`"));
-        assert!(schema("a = { type = \"integer\", enum = [1, \"2\"] }").unwrap_err().contains("`enum` value"));
+        assert!(
+            schema("a = { type = \"integer\", enum = [1, \"2\"] }").unwrap_err().contains("`enum` value")
+        );
     }
 
     #[test]
     fn values_as_text() {
         assert_eq!(text(&json!("a b")), "a b");
-        assert_eq!((text(&json!(3)), text(&json!(true)), text(&json!(0.5))), ("3".into(), "true".into(), "0.5".into()));
+        assert_eq!(
+            (text(&json!(3)), text(&json!(true)), text(&json!(0.5))),
+            ("3".into(), "true".into(), "0.5".into())
+        );
     }
 }

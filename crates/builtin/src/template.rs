@@ -152,8 +152,10 @@ mod tests {
     use serde_json::json;
 
     fn schema() -> Schema {
-        toml::from_str("name = { type = \"string\" }\nn = { type = \"integer\" }\nflag = { type = \"boolean\" }")
-            .expect("schema")
+        toml::from_str(
+            "name = { type = \"string\" }\nn = { type = \"integer\" }\nflag = { type = \"boolean\" }",
+        )
+        .expect("schema")
     }
 
     fn values(v: Value) -> Checked {
@@ -178,13 +180,19 @@ mod tests {
     #[test]
     fn urls_get_percent_encoded_values() {
         let t = Template::parse("http://h/a/{{name}}?q={{name}}", &schema()).unwrap();
-        assert_eq!(t.render_url(&values(json!({"name": "a/b?c=d&e #é"}))), "http://h/a/a%2Fb%3Fc%3Dd%26e%20%23%C3%A9?q=a%2Fb%3Fc%3Dd%26e%20%23%C3%A9");
+        assert_eq!(
+            t.render_url(&values(json!({"name": "a/b?c=d&e #é"}))),
+            "http://h/a/a%2Fb%3Fc%3Dd%26e%20%23%C3%A9?q=a%2Fb%3Fc%3Dd%26e%20%23%C3%A9"
+        );
     }
 
     #[test]
     fn json_values_are_escaped_inside_strings_and_encoded_outside() {
-        let t = Template::parse(r#"{"text": "hi {{name}}", "raw": {{name}}, "n": {{n}}, "f": {{flag}}, "q": "\"{{n}}"}"#, &schema())
-            .unwrap();
+        let t = Template::parse(
+            r#"{"text": "hi {{name}}", "raw": {{name}}, "n": {{n}}, "f": {{flag}}, "q": "\"{{n}}"}"#,
+            &schema(),
+        )
+        .unwrap();
         let evil = r#"x", "admin": true, "y": "\"#;
         let body = t.render_json(&values(json!({"name": evil, "n": 7, "flag": true})));
         let parsed: Value = serde_json::from_str(&body).expect("still JSON");

@@ -152,7 +152,10 @@ fn the_exec_example_passes_params_as_argv_and_env_and_the_exit_code_decides() {
         assert!(attempt["result"].is_null(), "the command never started: {run}");
     }
     let (_, attempt) = call(&s.addr, "shell", "env", json!({"day": "2026-11-28; reboot"}));
-    assert!(attempt["error"].as_str().unwrap().contains("param 'day' does not match the pattern"), "{attempt}");
+    assert!(
+        attempt["error"].as_str().unwrap().contains("param 'day' does not match the pattern"),
+        "{attempt}"
+    );
 
     // The exit code decides, with the method's own success codes.
     let present = s.root.path().join("present");
@@ -165,10 +168,16 @@ fn the_exec_example_passes_params_as_argv_and_env_and_the_exit_code_decides() {
     assert_eq!(attempt["error"], "exited with code 1 (success: 0)", "{run}");
     assert_eq!(attempt["result"]["exit_code"], 1, "the detail is kept: {run}");
     let (run, attempt) = call(&s.addr, "shell", "count_matches", json!({"word": "ERROR", "file": present}));
-    assert_eq!((run["state"].as_str(), attempt["result"]["stdout"].as_str()), (Some("succeeded"), Some("2\n")));
+    assert_eq!(
+        (run["state"].as_str(), attempt["result"]["stdout"].as_str()),
+        (Some("succeeded"), Some("2\n"))
+    );
     let (run, attempt) = call(&s.addr, "shell", "count_matches", json!({"word": "-v", "file": present}));
     assert_eq!(run["state"], "succeeded", "exit 1 is a success here: {run}");
-    assert_eq!((attempt["result"]["exit_code"].as_i64(), attempt["result"]["stdout"].as_str()), (Some(1), Some("0\n")));
+    assert_eq!(
+        (attempt["result"]["exit_code"].as_i64(), attempt["result"]["stdout"].as_str()),
+        (Some(1), Some("0\n"))
+    );
 }
 
 /// A config for the process tests: a script that starts a tree of `sleep`s, some ignoring
@@ -197,7 +206,8 @@ done
 echo "saw $SZ_PARAM_N"
 "#,
     );
-    let chatty = write_script(dir, "chatty.sh", "yes oops | head -c 300000 >&2\nyes hello | head -c 300000\n");
+    let chatty =
+        write_script(dir, "chatty.sh", "yes oops | head -c 300000 >&2\nyes hello | head -c 300000\n");
     let leaves = write_script(dir, "leaves.sh", "sleep 300 & echo $! >> \"$SZ_PARAM_PIDS\"\necho bye\n");
     let config = format!(
         r#"handler_id = "procs"
@@ -264,7 +274,8 @@ fn a_timeout_or_a_cancel_stops_the_whole_process_group_even_what_ignores_sigterm
     let s = server();
     let dir = s.root.path();
     let _h = builtin("exec", &tree_config(dir, 2), &s.zmq, &[]);
-    let (timed, cancelled, leaves) = (dir.join("timed.pids"), dir.join("cancelled.pids"), dir.join("leaves.pids"));
+    let (timed, cancelled, leaves) =
+        (dir.join("timed.pids"), dir.join("cancelled.pids"), dir.join("leaves.pids"));
     let _reap = Reap(vec![timed.clone(), cancelled.clone(), leaves.clone()]);
 
     // Timeout: the method's 1.5 s. Five processes: the script, two sleeps, a shell and its sleep;
@@ -305,7 +316,8 @@ fn calls_run_concurrently_up_to_capacity_and_output_is_read_concurrently_and_tru
     let gate = dir.join("gate");
     std::fs::create_dir(&gate).unwrap();
     let params = json!({"dir": gate.to_str().unwrap(), "n": 3});
-    let runs: Vec<String> = (0..3).map(|_| start_run(&s.addr, "procs", "barrier", params.clone(), 60.0)).collect();
+    let runs: Vec<String> =
+        (0..3).map(|_| start_run(&s.addr, "procs", "barrier", params.clone(), 60.0)).collect();
     for run_id in &runs {
         let run = finished(&s.addr, run_id);
         assert_eq!(run["state"], "succeeded", "{run}");
@@ -316,7 +328,8 @@ fn calls_run_concurrently_up_to_capacity_and_output_is_read_concurrently_and_tru
     let gate4 = dir.join("gate4");
     std::fs::create_dir(&gate4).unwrap();
     let params = json!({"dir": gate4.to_str().unwrap(), "n": 4});
-    let runs: Vec<String> = (0..4).map(|_| start_run(&s.addr, "procs", "barrier", params.clone(), 60.0)).collect();
+    let runs: Vec<String> =
+        (0..4).map(|_| start_run(&s.addr, "procs", "barrier", params.clone(), 60.0)).collect();
     let until = Instant::now() + PATIENCE;
     while std::fs::read_dir(&gate4).unwrap().count() < 3 {
         assert!(Instant::now() < until, "three calls never started");
@@ -422,9 +435,15 @@ fn web_service(runtime: &tokio::runtime::Runtime) -> String {
     use axum::http::{HeaderMap, Method, StatusCode, Uri};
     use axum::routing::{any, get};
 
-    async fn echo(method: Method, uri: Uri, headers: HeaderMap, body: String) -> ([(&'static str, &'static str); 1], axum::Json<Value>) {
+    async fn echo(
+        method: Method,
+        uri: Uri,
+        headers: HeaderMap,
+        body: String,
+    ) -> ([(&'static str, &'static str); 1], axum::Json<Value>) {
         let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-        let run = headers.get("x-schedulezero-run-id").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+        let run =
+            headers.get("x-schedulezero-run-id").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
         (
             [("x-request-id", "req-42")],
             axum::Json(json!({"method": method.as_str(), "path": uri.path(), "query": uri.query(),
@@ -434,13 +453,19 @@ fn web_service(runtime: &tokio::runtime::Runtime) -> String {
     let app = axum::Router::new()
         .route("/hooks/{channel}", any(echo))
         .route("/search", get(|q: RawQuery| async move { q.0.unwrap_or_default() }))
-        .route("/cache/{key}", any(|UrlPath(key): UrlPath<String>| async move {
-            if key == "gone" { StatusCode::NOT_FOUND } else { StatusCode::INTERNAL_SERVER_ERROR }
-        }))
-        .route("/slow", get(|| async {
-            tokio::time::sleep(Duration::from_secs(20)).await;
-            "late"
-        }))
+        .route(
+            "/cache/{key}",
+            any(|UrlPath(key): UrlPath<String>| async move {
+                if key == "gone" { StatusCode::NOT_FOUND } else { StatusCode::INTERNAL_SERVER_ERROR }
+            }),
+        )
+        .route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(20)).await;
+                "late"
+            }),
+        )
         .route("/big", get(|| async { "x".repeat(200_000) }));
     let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).expect("bind");
     let addr = listener.local_addr().expect("address");

@@ -141,7 +141,9 @@ pub fn server_endpoint(explicit: Option<&str>) -> String {
 }
 
 fn server_endpoint_from(var: Option<String>) -> String {
-    var.map(|v| v.trim().to_string()).filter(|v| !v.is_empty()).unwrap_or_else(|| DEFAULT_SERVER_ENDPOINT.into())
+    var.map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| DEFAULT_SERVER_ENDPOINT.into())
 }
 
 fn hostname() -> String {

@@ -99,7 +99,8 @@ mod tests {
     #[test]
     fn a_process_group_lists_its_live_members() {
         use std::os::unix::process::CommandExt;
-        let mut child = std::process::Command::new("sleep").arg("30").process_group(0).spawn().expect("sleep");
+        let mut child =
+            std::process::Command::new("sleep").arg("30").process_group(0).spawn().expect("sleep");
         let pgid = child.id();
         assert_eq!(process_group_members(pgid), vec![pgid]);
         child.kill().expect("kill");
