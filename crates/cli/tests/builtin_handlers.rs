@@ -215,7 +215,7 @@ capacity = {capacity}
 
 [methods.tree]
 program = "{tree}"
-timeout_secs = 1.5
+timeout_secs = 2.5
 params.pids = {{ type = "string", required = true }}
 
 [methods.tree_long]
@@ -278,14 +278,14 @@ fn a_timeout_or_a_cancel_stops_the_whole_process_group_even_what_ignores_sigterm
         (dir.join("timed.pids"), dir.join("cancelled.pids"), dir.join("leaves.pids"));
     let _reap = Reap(vec![timed.clone(), cancelled.clone(), leaves.clone()]);
 
-    // Timeout: the method's 1.5 s. Five processes: the script, two sleeps, a shell and its sleep;
+    // Timeout: the method's 2.5 s. Five processes: the script, two sleeps, a shell and its sleep;
     // three of them ignore SIGTERM, so only the SIGKILL after the grace ends them.
     let run_id = start_run(&s.addr, "procs", "tree", json!({"pids": timed.to_str().unwrap()}), 60.0);
     let tree = wait_lines(&timed, 5);
     let run = finished(&s.addr, &run_id);
     assert_eq!(run["state"], "failed", "{run}");
     let attempt = &run["attempts"][0];
-    assert_eq!(attempt["error"], "timed out after 1.5 s: its process group was stopped", "{run}");
+    assert_eq!(attempt["error"], "timed out after 2.5 s: its process group was stopped", "{run}");
     assert_eq!(attempt["result"]["stdout"], "started\n", "{run}");
     assert_eq!(attempt["result"]["stopped_processes"], 5, "{run}");
     assert!(tree.iter().all(|p| !alive(*p)), "the result is sent once the group is gone: {tree:?}");

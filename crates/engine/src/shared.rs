@@ -98,7 +98,8 @@ impl Activity {
             self.held.fetch_add(n.unsigned_abs(), Ordering::AcqRel);
         } else {
             let n = n.unsigned_abs();
-            let _ = self.held.fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| Some(v.saturating_sub(n)));
+            let _ =
+                self.held.fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| Some(v.saturating_sub(n)));
         }
     }
 
