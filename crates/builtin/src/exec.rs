@@ -195,7 +195,7 @@ async fn run(
     let Some(pid) = child.id() else {
         return Err("the command exited before it could be watched".into());
     };
-    let group = Group { pgid: pid };
+    let mut group = Group { pgid: pid, gone: false };
     tracing::info!(run_id = %ctx.run_id(), attempt = ctx.attempt(), method = %name, pid, "command started");
     let stdout = Capture::start(child.stdout.take(), method.max_output);
     let stderr = Capture::start(child.stderr.take(), method.max_output);
@@ -274,6 +274,8 @@ fn secs(d: Duration) -> String {
 /// the SDK's cancel grace ran out, or the handler was told to close at once), it kills them all.
 struct Group {
     pgid: u32,
+    /// Set once the group is known to be empty, so dropping it looks no further.
+    gone: bool,
 }
 
 impl Group {
@@ -291,17 +293,18 @@ impl Group {
     /// Stops whatever of the group still runs: SIGTERM, then SIGKILL to what is left after
     /// [`KILL_GRACE`]. Returns how many processes were still running when it started (0 after a
     /// command that exited and left nothing behind).
-    async fn stop(&self, child: &mut Child) -> usize {
+    async fn stop(&mut self, child: &mut Child) -> usize {
         let running = schedulezero_host::process_group_members(self.pgid).len();
-        if running == 0 {
+        self.gone = running == 0;
+        if self.gone {
             return 0;
         }
         self.signal(libc::SIGTERM);
         let until = Instant::now() + KILL_GRACE;
         while Instant::now() < until {
-            // Reaping the leader as soon as it exits: a zombie leader would count as running.
-            let _ = child.try_wait();
+            // Zombies do not count: a leader that exited but is not reaped yet is gone.
             if !self.alive() {
+                self.gone = true;
                 return running;
             }
             sleep(Duration::from_millis(20)).await;
@@ -309,16 +312,19 @@ impl Group {
         self.signal(libc::SIGKILL);
         let _ = child.wait().await;
         let until = Instant::now() + KILL_GRACE;
-        while self.alive() && Instant::now() < until {
+        loop {
+            self.gone = !self.alive();
+            if self.gone || Instant::now() >= until {
+                return running;
+            }
             sleep(Duration::from_millis(10)).await;
         }
-        running
     }
 }
 
 impl Drop for Group {
     fn drop(&mut self) {
-        if self.alive() {
+        if !self.gone && self.alive() {
             self.signal(libc::SIGKILL);
         }
     }

@@ -74,6 +74,12 @@ fn run_builtin(kind: schedulezero_builtin::Kind, args: BuiltinArgs) -> Result<()
         .with_writer(std::io::stdout)
         .try_init();
     let endpoint = schedulezero_handler::server_endpoint(args.server.as_deref());
+    if endpoint.starts_with("http://") || endpoint.starts_with("https://") {
+        return Err(Failure::usage(format!(
+            "'{endpoint}' is an HTTP URL; a handler connects to the server's handler endpoint, \
+             e.g. tcp://127.0.0.1:4242 (key `zmq` of <root>/deployments/<name>/run/server.json)"
+        )));
+    }
     let runtime = tokio::runtime::Runtime::new()
         .map_err(|e| Failure::Other(format!("cannot start the async runtime: {e}")))?;
     runtime.block_on(handler.run(&endpoint)).map_err(|e| Failure::Other(e.to_string()))?;
