@@ -273,10 +273,14 @@ fn assert_all_gone(pids: &[u32], within: Duration) {
 fn a_timeout_or_a_cancel_stops_the_whole_process_group_even_what_ignores_sigterm() {
     let s = server();
     let dir = s.root.path();
-    let _h = builtin("exec", &tree_config(dir, 2), &s.zmq, &[]);
-    let (timed, cancelled, leaves) =
-        (dir.join("timed.pids"), dir.join("cancelled.pids"), dir.join("leaves.pids"));
-    let _reap = Reap(vec![timed.clone(), cancelled.clone(), leaves.clone()]);
+    let mut h = builtin("exec", &tree_config(dir, 2), &s.zmq, &[]);
+    let (timed, cancelled, leaves, closed) = (
+        dir.join("timed.pids"),
+        dir.join("cancelled.pids"),
+        dir.join("leaves.pids"),
+        dir.join("closed.pids"),
+    );
+    let _reap = Reap(vec![timed.clone(), cancelled.clone(), leaves.clone(), closed.clone()]);
 
     // Timeout: the method's 2.5 s. Five processes: the script, two sleeps, a shell and its sleep;
     // three of them ignore SIGTERM, so only the SIGKILL after the grace ends them.
@@ -304,6 +308,16 @@ fn a_timeout_or_a_cancel_stops_the_whole_process_group_even_what_ignores_sigterm
     assert_eq!(run["state"], "succeeded", "{run}");
     assert_eq!(attempt["result"]["stopped_processes"], 1, "{run}");
     assert_all_gone(&pids(&leaves), Duration::from_secs(10));
+
+    // A handler told twice to stop closes at once: its running commands' groups are killed.
+    start_run(&s.addr, "procs", "tree_long", json!({"pids": closed.to_str().unwrap()}), 60.0);
+    let tree = wait_lines(&closed, 5);
+    h.term();
+    h.wait_line("draining", PATIENCE);
+    h.term();
+    let (code, lines) = h.wait_exit(PATIENCE);
+    assert_eq!(code, 0, "{lines:?}");
+    assert_all_gone(&tree, Duration::from_secs(10));
 }
 
 #[test]
