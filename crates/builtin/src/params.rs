@@ -289,6 +289,9 @@ mod tests {
         assert!(fail(json!({"day": "2026-11-28", "rows": 1.5})).contains("'rows' must be an integer"));
         assert!(fail(json!({"day": "28/11/2026"})).contains("param 'day' does not match the pattern"));
         assert!(fail(json!({"day": "2026-11-28; rm -rf /"})).contains("'day' does not match"), "anchored");
+        let ci =
+            schema("w = { type = \"string\", pattern = \"(?i)error|\\\\w+-\\\\d\" }").expect("Unicode-aware");
+        assert!(ci.check(&json!({"w": "ERROR"})).is_ok() && ci.check(&json!({"w": "été-3"})).is_ok());
         assert!(
             fail(json!({"day": "2026-11-28", "mode": "slow"}))
                 .contains("'mode' must be one of \"full\", \"quick\"")
