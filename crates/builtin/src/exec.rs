@@ -142,11 +142,26 @@ pub fn handler(
         builder = builder.instance_id(id);
     }
     for (name, method) in config.methods {
+        if !findable(&method.program, method.clear_env, &method.env) {
+            // Not refused: it may be installed or mounted later; each call says so until then.
+            tracing::warn!("method {name}: program '{}' is not found now", method.program.display());
+        }
         let method = Arc::new(method);
         let label: Arc<str> = name.as_str().into();
         builder = builder.method(name, move |ctx, params| run(method.clone(), label.clone(), ctx, params));
     }
     builder.build()
+}
+
+/// Whether `program` exists now: a path as it is, a bare name in the `PATH` the command will get.
+fn findable(program: &Path, clear_env: bool, env: &BTreeMap<String, String>) -> bool {
+    if program.components().count() > 1 {
+        return program.is_file();
+    }
+    let path = env.get("PATH").cloned().or_else(|| if clear_env { None } else { std::env::var("PATH").ok() });
+    // With no PATH at all, the C library searches a default one.
+    let path = path.unwrap_or_else(|| "/bin:/usr/bin".into());
+    std::env::split_paths(&path).any(|dir| dir.join(program).is_file())
 }
 
 /// How the command's main process ended, or why it was stopped.
@@ -189,9 +204,14 @@ async fn run(
     cmd.process_group(0).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
 
     let started = Instant::now();
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| MethodError::new(format!("cannot start '{}': {e}", method.program.display())))?;
+    let mut child = cmd.spawn().map_err(|e| match &method.cwd {
+        Some(cwd) if !cwd.is_dir() => MethodError::new(format!(
+            "cannot start '{}': its working directory {} does not exist",
+            method.program.display(),
+            cwd.display()
+        )),
+        _ => MethodError::new(format!("cannot start '{}': {e}", method.program.display())),
+    })?;
     let Some(pid) = child.id() else {
         return Err("the command exited before it could be watched".into());
     };
@@ -415,6 +435,16 @@ mod tests {
                 .contains("max_output_bytes")
         );
         assert!(method("program = \"\"").unwrap_err().contains("`program` is empty"));
+    }
+
+    #[test]
+    fn programs_are_looked_up_as_the_command_will_be() {
+        let none = BTreeMap::new();
+        assert!(findable(Path::new("sh"), false, &none));
+        assert!(findable(Path::new("/bin/sh"), true, &none));
+        assert!(!findable(Path::new("no-such-program-here"), false, &none));
+        let own = BTreeMap::from([("PATH".to_string(), "/nonexistent".to_string())]);
+        assert!(!findable(Path::new("sh"), false, &own));
     }
 
     #[test]

@@ -63,8 +63,6 @@ pub fn run(cmd: HandlerCommand) -> Result<(), Failure> {
 /// Serves until SIGTERM or Ctrl-C, then drains (calls in flight finish) and returns. A config
 /// file that is refused stops it before it connects (exit 2).
 fn run_builtin(kind: schedulezero_builtin::Kind, args: BuiltinArgs) -> Result<(), Failure> {
-    let handler = schedulezero_builtin::build(kind, &args.config, args.instance_id)
-        .map_err(|e| Failure::usage(e.to_string()))?;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     use std::io::IsTerminal;
@@ -73,6 +71,8 @@ fn run_builtin(kind: schedulezero_builtin::Kind, args: BuiltinArgs) -> Result<()
         .with_ansi(std::io::stdout().is_terminal())
         .with_writer(std::io::stdout)
         .try_init();
+    let handler = schedulezero_builtin::build(kind, &args.config, args.instance_id)
+        .map_err(|e| Failure::usage(e.to_string()))?;
     let endpoint = schedulezero_handler::server_endpoint(args.server.as_deref());
     if endpoint.starts_with("http://") || endpoint.starts_with("https://") {
         return Err(Failure::usage(format!(
