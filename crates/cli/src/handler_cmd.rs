@@ -63,14 +63,7 @@ pub fn run(cmd: HandlerCommand) -> Result<(), Failure> {
 /// Serves until SIGTERM or Ctrl-C, then drains (calls in flight finish) and returns. A config
 /// file that is refused stops it before it connects (exit 2).
 fn run_builtin(kind: schedulezero_builtin::Kind, args: BuiltinArgs) -> Result<(), Failure> {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    use std::io::IsTerminal;
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stdout().is_terminal())
-        .with_writer(std::io::stdout)
-        .try_init();
+    init_logging()?;
     let handler = schedulezero_builtin::build(kind, &args.config, args.instance_id)
         .map_err(|e| Failure::usage(e.to_string()))?;
     let endpoint = schedulezero_handler::server_endpoint(args.server.as_deref());
@@ -162,6 +155,28 @@ fn show(args: ShowArgs) -> Result<(), Failure> {
     }
     client::print("\ninstances:")?;
     client::print(&t.render())
+}
+
+/// Logs to stdout at `$RUST_LOG` (default `info`), with the same `Targets` syntax as `serve`.
+fn init_logging() -> Result<(), Failure> {
+    use std::io::IsTerminal;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let level =
+        std::env::var("RUST_LOG").ok().filter(|l| !l.trim().is_empty()).unwrap_or_else(|| "info".into());
+    let filter: tracing_subscriber::filter::Targets = level.parse().map_err(|_| {
+        Failure::usage(format!(
+            "RUST_LOG '{level}': use e.g. info, debug, or info,schedulezero_builtin=debug"
+        ))
+    })?;
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(tracing::level_filters::LevelFilter::TRACE)
+        .with_ansi(std::io::stdout().is_terminal())
+        .with_writer(std::io::stdout)
+        .finish()
+        .with(filter)
+        .try_init();
+    Ok(())
 }
 
 /// An instance is connected by the native key, or by the compat list's `status`.

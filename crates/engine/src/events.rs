@@ -96,7 +96,10 @@ mod tests {
         bus.publish(Event::HandlerUp { handler_id: "h".into(), instance_id: "before".into() });
         let mut rx = bus.subscribe();
         bus.publish(Event::HandlerUp { handler_id: "h".into(), instance_id: "after".into() });
-        assert_eq!(rx.try_recv().ok(), Some(Event::HandlerUp { handler_id: "h".into(), instance_id: "after".into() }));
+        assert_eq!(
+            rx.try_recv().ok(),
+            Some(Event::HandlerUp { handler_id: "h".into(), instance_id: "after".into() })
+        );
         assert!(rx.try_recv().is_err(), "nothing published before the first listener is kept");
     }
 }
