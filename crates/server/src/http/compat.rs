@@ -9,7 +9,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use schedulezero_core::run::{AttemptOutcome, RunState};
 use schedulezero_core::schedule::Target;
@@ -26,7 +26,6 @@ type St = State<Arc<AppState>>;
 
 pub(super) fn routes() -> Router<Arc<AppState>> {
     Router::new()
-        .route("/", get(index))
         .route("/api/health", get(health))
         .route("/api/config", get(config))
         .route("/api/handlers", get(handlers))
@@ -187,17 +186,6 @@ async fn records(s: &AppState, filter: &RunFilter) -> Result<Vec<Value>, ApiErro
         .collect())
 }
 
-async fn index(State(s): St) -> Html<String> {
-    let connected = connected_instances(&s);
-    Html(format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{name}</title></head>\
-         <body><h1>{name}</h1><p>Running; {connected} handler instance(s) connected.</p>\
-         <p>API: <a href=\"/api/health\">/api/health</a>, <a href=\"/api/handlers\">/api/handlers</a>, \
-         <a href=\"/api/schedules\">/api/schedules</a>.</p></body></html>",
-        name = html_escape(&s.instance_name)
-    ))
-}
-
 async fn health(State(s): St) -> Response {
     let connected = connected_instances(&s);
     axum::Json(json!({
@@ -339,8 +327,4 @@ async fn check_handler(s: &AppState, target: &Target) -> Result<(), ApiError> {
         )));
     }
     Ok(())
-}
-
-fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }

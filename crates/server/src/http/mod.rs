@@ -1,6 +1,7 @@
 //! The HTTP API (docs/API.md). Every error is JSON; request bodies are JSON of bounded size.
 //!
 //! Module map:
+//! - `dashboard`: the web dashboard (`GET /` and the pages it links), HTML over the engine.
 //! - `compat`: the original's routes and shapes (../shared/COMPAT.md §1), so existing scripts work
 //!   unchanged.
 //! - `native`: schedules, runs, handlers, trigger preview; OpenAPI document and Swagger UI.
@@ -11,6 +12,7 @@
 //! - `hygiene`: Host check, cross-origin refusal; `error`: the error body.
 
 mod compat;
+mod dashboard;
 mod error;
 mod events;
 mod hygiene;
@@ -46,6 +48,7 @@ pub(crate) struct AppState {
 pub(crate) fn router(state: Arc<AppState>, guard: hygiene::Guard) -> Router {
     compat::routes()
         .merge(native::routes())
+        .merge(dashboard::routes())
         .merge(events::routes())
         .merge(metrics::routes())
         .fallback(|| async { ApiError::not_found("no such route; see GET / for what this server offers") })
