@@ -12,6 +12,7 @@
 mod support;
 
 use std::io::{Read, Write};
+
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -153,7 +154,7 @@ struct Browser {
     taken: Vec<PathBuf>,
 }
 
-const ELEMENT: &str = "element-6066-11e4-a52f-4a2b7d4c0c2d";
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 impl Browser {
     fn start(shots: PathBuf, profile: &Path) -> Browser {
@@ -193,14 +194,31 @@ impl Browser {
             body.len()
         );
         s.write_all(req.as_bytes()).expect("command sent");
+        // chromedriver keeps the connection open whatever we ask: read by Content-Length.
         let mut raw = Vec::new();
-        s.read_to_end(&mut raw).expect("answer read");
-        let raw = String::from_utf8_lossy(&raw);
-        let (head, text) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-        // chromedriver may answer chunked; its JSON is one object, so take from the first brace.
-        let json_text = text.find('{').map(|i| &text[i..]).unwrap_or("");
-        let json_text = json_text.rfind('}').map(|i| &json_text[..=i]).unwrap_or("");
-        let v: Value = serde_json::from_str(json_text).unwrap_or_else(|e| panic!("{method} {path}: {e}: {head}\n{text}"));
+        let mut buf = [0u8; 65536];
+        let (head, body_start, length) = loop {
+            let n = s.read(&mut buf).expect("answer read");
+            assert!(n > 0, "chromedriver closed the connection on {method} {path}");
+            raw.extend_from_slice(&buf[..n]);
+            if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+                let length = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse::<usize>().ok())
+                    .unwrap_or_else(|| panic!("no Content-Length from chromedriver: {head}"));
+                break (head, end + 4, length);
+            }
+        };
+        while raw.len() < body_start + length {
+            let n = s.read(&mut buf).expect("answer read");
+            assert!(n > 0, "chromedriver closed the connection mid-answer on {method} {path}");
+            raw.extend_from_slice(&buf[..n]);
+        }
+        let json_text = String::from_utf8_lossy(&raw[body_start..body_start + length]).into_owned();
+        let text = &json_text;
+        let v: Value = serde_json::from_str(&json_text).unwrap_or_else(|e| panic!("{method} {path}: {e}: {head}\n{text}"));
         if let Some(err) = v["value"]["error"].as_str() {
             panic!("WebDriver {method} {path}: {err}: {}", v["value"]["message"]);
         }

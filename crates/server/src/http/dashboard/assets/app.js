@@ -61,14 +61,13 @@
 
   if (document.body.hasAttribute("data-live-page") && window.EventSource) {
     var kinds = ["schedule_changed", "run_started", "run_retrying", "run_finished", "handler_up", "handler_down", "lagged"];
-    var opened = false;
     var source = new EventSource("/api/events");
     setStatus("connecting", "Connecting…");
     source.onopen = function () {
       setStatus("live", "Live");
-      // Anything that happened while the stream was down: catch up once.
-      if (opened) scheduleRefresh();
-      opened = true;
+      // What happened between rendering this page and subscribing (or while the stream was
+      // down) sent no event we could hear: catch up once.
+      scheduleRefresh();
     };
     source.onerror = function () { setStatus("down", "Reconnecting…"); };
     kinds.forEach(function (k) { source.addEventListener(k, scheduleRefresh); });
