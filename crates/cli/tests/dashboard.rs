@@ -180,6 +180,11 @@ impl Browser {
 
     /// One WebDriver command; its `value`. A WebDriver error fails the test with its message.
     fn call(&mut self, method: &str, path: &str, body: Option<Value>) -> Value {
+        self.try_call(method, path, body).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// One WebDriver command: its `value`, or the WebDriver error (`error: message`).
+    fn try_call(&mut self, method: &str, path: &str, body: Option<Value>) -> Result<Value, String> {
         let path = if path.starts_with("/session/") || path == "/session" {
             path.to_string()
         } else {
@@ -220,9 +225,9 @@ impl Browser {
         let text = &json_text;
         let v: Value = serde_json::from_str(&json_text).unwrap_or_else(|e| panic!("{method} {path}: {e}: {head}\n{text}"));
         if let Some(err) = v["value"]["error"].as_str() {
-            panic!("WebDriver {method} {path}: {err}: {}", v["value"]["message"]);
+            return Err(format!("WebDriver {method} {path}: {err}: {}", v["value"]["message"]));
         }
-        v["value"].clone()
+        Ok(v["value"].clone())
     }
 
     fn go(&mut self, url: &str) {
@@ -238,9 +243,17 @@ impl Browser {
         self.call("POST", "/elements", Some(json!({"using": "css selector", "value": css}))).as_array().map_or(0, Vec::len)
     }
 
+    /// Clicks the element; found again when a live update replaced it in between.
     fn click(&mut self, css: &str) {
-        let e = self.find(css);
-        self.call("POST", &format!("/element/{e}/click"), Some(json!({})));
+        for _ in 0..10 {
+            let e = self.find(css);
+            match self.try_call("POST", &format!("/element/{e}/click"), Some(json!({}))) {
+                Ok(_) => return,
+                Err(e) if e.contains("stale element") => continue,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        panic!("{css} kept being replaced; could not click it");
     }
 
     fn type_into(&mut self, css: &str, text: &str) {
@@ -250,8 +263,15 @@ impl Browser {
     }
 
     fn text(&mut self, css: &str) -> String {
-        let e = self.find(css);
-        self.call("GET", &format!("/element/{e}/text"), None).as_str().unwrap_or("").to_string()
+        for _ in 0..10 {
+            let e = self.find(css);
+            match self.try_call("GET", &format!("/element/{e}/text"), None) {
+                Ok(v) => return v.as_str().unwrap_or("").to_string(),
+                Err(e) if e.contains("stale element") => continue,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        panic!("{css} kept being replaced; could not read it");
     }
 
     fn run(&mut self, script: &str) -> Value {
@@ -292,7 +312,7 @@ impl Drop for Browser {
     fn drop(&mut self) {
         if !self.session.is_empty() {
             let path = format!("/session/{}", self.session);
-            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.call("DELETE", &path, None)));
+            let _ = self.try_call("DELETE", &path, None);
         }
         let _ = &self.driver; // killed by PID when dropped
     }
@@ -356,6 +376,25 @@ fn in_chromium_a_schedule_is_created_fires_live_is_paused_run_now_and_deleted() 
     let (_server, addr, _handler) = serve_with_v1_handler(root.path());
     let base = format!("http://{addr}");
     let shots = screenshots_dir();
+    // Company for the schedule the browser creates, so every page has something to show: a
+    // daily cron, APScheduler-style fields, a one-off that fails twice, one nobody can run yet.
+    for body in [
+        json!({"name": "hourly-report", "trigger": "0 * * * *", "timezone": "Europe/Paris",
+               "target": {"handler_id": "legacy", "method": "echo", "params": {"format": "pdf"}}}),
+        json!({"name": "nightly-cleanup", "trigger": {"type": "cron", "hour": "2", "minute": "30"},
+               "timezone": "America/New_York", "target": {"handler_id": "legacy", "method": "value"},
+               "policies": {"overlap": "skip", "retry": {"max_attempts": 5}}}),
+        json!({"name": "flaky-import", "trigger": {"type": "date", "run_date": "2020-01-01T00:00:00Z"},
+               "target": {"handler_id": "legacy", "method": "fail"},
+               "policies": {"retry": {"max_attempts": 2, "initial_backoff": 0.2}}}),
+        json!({"name": "reports-later", "trigger": "15 6 * * mon-fri",
+               "target": {"handler_id": "reports", "method": "weekly"}}),
+    ] {
+        let (status, v) = http(&addr, "POST", "/api/schedules", Some(&body.to_string()));
+        assert_eq!(status, 201, "{v}");
+    }
+    wait_for(&addr, "/api/runs?state=failed", Duration::from_secs(30), |v| v["count"] == 1);
+
     let mut b = Browser::start(shots.clone(), &root.path().join("chromium-profile"));
 
     // Create through the form, which checks the trigger as it is typed.
@@ -372,6 +411,7 @@ fn in_chromium_a_schedule_is_created_fires_live_is_paused_run_now_and_deleted() 
         b.count("#preview ol.fires li") == 5 && b.text("#err-cron").is_empty()
     });
     assert!(b.text("#preview").contains("+09:00"), "fires shown in the chosen zone: {}", b.text("#preview"));
+    b.run("document.getElementById('preview').scrollIntoView({block: 'center'});");
     b.shot("schedule-form");
     b.click("#save");
     b.wait("the new schedule's page", Duration::from_secs(15), |b| b.url().contains("notice=created"));
@@ -414,6 +454,8 @@ fn in_chromium_a_schedule_is_created_fires_live_is_paused_run_now_and_deleted() 
     // The other pages.
     b.go(&format!("{base}/"));
     b.wait("the overview", Duration::from_secs(10), |b| b.count("#ov-hour .bars li") >= 1);
+    assert!(b.text("#ov-failures").contains("flaky-import"), "recent failures listed");
+    assert!(b.text("#ov-next").contains("hourly-report"), "next fires listed");
     b.shot("overview");
     b.go(&format!("{base}/schedules"));
     b.shot("schedules");
@@ -428,6 +470,12 @@ fn in_chromium_a_schedule_is_created_fires_live_is_paused_run_now_and_deleted() 
     assert!(b.text("#run-detail").contains("Attempts"), "attempts shown");
     assert!(b.text("#run-detail").contains("the browser"), "params shown");
     b.shot("run-detail");
+    b.go(&format!("{base}/runs?state=failed"));
+    b.click("#runs-table tr[data-id] a[href^='/runs/']");
+    b.wait("a failed run's detail", Duration::from_secs(10), |b| b.url().contains("/runs/"));
+    assert_eq!(b.count("#run-detail tbody tr"), 2, "both attempts listed");
+    assert!(b.text("#run-detail").contains("Error"), "the error shown");
+    b.shot("run-detail-failed");
     b.go(&format!("{base}/handlers"));
     assert!(b.text("#handlers").contains("legacy"));
     assert!(b.text("#handlers").contains("Connected"));
@@ -440,7 +488,8 @@ fn in_chromium_a_schedule_is_created_fires_live_is_paused_run_now_and_deleted() 
     b.shot("schedule-delete");
     b.click("#confirm-delete");
     b.wait("the list after the delete", Duration::from_secs(15), |b| b.url().contains("notice=deleted"));
-    assert_eq!(http(&addr, "GET", "/api/schedules", None).1["count"], 0);
+    assert_eq!(http(&addr, "GET", "/api/schedules/browser-demo", None).0, 404);
+    assert!(b.text("main").contains("Schedule deleted."));
 
     // Phone width.
     b.size(375, 812);

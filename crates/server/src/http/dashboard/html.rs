@@ -149,7 +149,8 @@ pub(crate) fn millis(ms: Option<i64>) -> String {
         None => "<span class=\"dim\">—</span>".into(),
         Some(ms) if ms.abs() < 1000 => format!("{ms} ms"),
         Some(ms) if ms.abs() < 60_000 => format!("{:.1} s", ms as f64 / 1000.0),
-        Some(ms) => format!("{} min {} s", ms / 60_000, (ms % 60_000) / 1000),
+        Some(ms) if ms.abs() < 3_600_000 => format!("{} min {} s", ms / 60_000, (ms.abs() % 60_000) / 1000),
+        Some(ms) => format!("{}{}", if ms < 0 { "-" } else { "" }, span(TimeDelta::milliseconds(ms.abs()))),
     }
 }
 

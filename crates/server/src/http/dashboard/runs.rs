@@ -246,6 +246,7 @@ pub(super) async fn detail(State(s): State<Arc<AppState>>, Path(id): Path<String
             .unwrap_or_default(),
         if run.slot_count > 1 { format!("<dt>Slots</dt><dd>{}</dd>", run.slot_count) } else { String::new() },
     );
+    body.push_str("<div class=\"grid\">");
     let _ = write!(
         body,
         "<section class=\"card\" aria-labelledby=\"run-p\"><h2 id=\"run-p\">Params</h2>{}</section>",
@@ -269,6 +270,7 @@ pub(super) async fn detail(State(s): State<Arc<AppState>>, Path(id): Path<String
         }
         (None, None) => {}
     }
+    body.push_str("</div>");
     let mut rows = String::new();
     for a in &attempts {
         let _ = write!(

@@ -153,6 +153,15 @@ pub(super) async fn detail(State(s): St, Path(reference): Path<String>, RawQuery
         esc(&sc.name),
         html::badge(sc.state.as_str())
     );
+    if sc.state != ScheduleState::Finished && !s.engine.registry().offers(&sc.target.handler_id, &sc.target.method) {
+        let _ = write!(
+            body,
+            "<p class=\"warning\" role=\"note\">No connected handler offers <code>{}.{}</code>: its runs wait \
+             until one does. <a href=\"/handlers\">See the handlers</a>.</p>",
+            esc(&sc.target.handler_id),
+            esc(&sc.target.method)
+        );
+    }
     // Actions: each a one-button form, so they work without JavaScript.
     body.push_str("<div class=\"toolbar\" role=\"group\" aria-label=\"Schedule actions\">");
     if sc.state != ScheduleState::Finished {
