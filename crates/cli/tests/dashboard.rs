@@ -24,7 +24,12 @@ use support::*;
 // ---- without a browser ------------------------------------------------------------------------
 
 /// A form post as a browser sends it (`Origin` set unless `origin` is None).
-fn form_post(addr: &str, path: &str, body: &str, origin: Option<&str>) -> (u16, std::collections::BTreeMap<String, String>, String) {
+fn form_post(
+    addr: &str,
+    path: &str,
+    body: &str,
+    origin: Option<&str>,
+) -> (u16, std::collections::BTreeMap<String, String>, String) {
     let mut headers = format!("Host: {addr}");
     if let Some(o) = origin {
         headers.push_str(&format!("\r\nOrigin: {o}"));
@@ -42,7 +47,10 @@ fn dashboard_forms_work_without_javascript_and_refuse_posts_from_elsewhere() {
     let (status, headers, page) = http_raw(&addr, "GET", "/", None, &format!("Host: {addr}"));
     assert_eq!(status, 200);
     assert!(headers["content-type"].starts_with("text/html"), "{headers:?}");
-    assert!(page.contains("<html") && page.contains("Overview") && page.contains("href=\"/schedules\""), "{page}");
+    assert!(
+        page.contains("<html") && page.contains("Overview") && page.contains("href=\"/schedules\""),
+        "{page}"
+    );
     assert!(page.contains("legacy"), "the connected handler is listed: {page}");
 
     // A bad field comes back next to that field, what was typed kept, nothing created.
@@ -50,7 +58,12 @@ fn dashboard_forms_work_without_javascript_and_refuse_posts_from_elsewhere() {
                &params=%7B%22a%22%3A1%7D&overlap=allow&misfire=coalesce&grace=60&max_attempts=3&timeout=30&action=save";
     let (status, _, page) = form_post(&addr, "/schedules/new", bad, Some(&me));
     assert_eq!(status, 422, "{page}");
-    assert!(page.contains("id=\"f-cron\" name=\"cron\" aria-describedby=\"hint-cron err-cron\" aria-invalid=\"true\""), "{page}");
+    assert!(
+        page.contains(
+            "id=\"f-cron\" name=\"cron\" aria-describedby=\"hint-cron err-cron\" aria-invalid=\"true\""
+        ),
+        "{page}"
+    );
     let err = page.split("id=\"err-cron\"").nth(1).unwrap_or("");
     assert!(err.split("</p>").next().unwrap_or("").len() > 20, "the cron error is written next to it: {err}");
     assert!(page.contains("value=\"not a cron\""), "what was typed is kept");
@@ -58,9 +71,14 @@ fn dashboard_forms_work_without_javascript_and_refuse_posts_from_elsewhere() {
 
     // Preview shows the next fires in the chosen zone, saving nothing.
     let ok = bad.replace("cron=not+a+cron", "cron=0+9+*+*+*");
-    let (status, _, page) = form_post(&addr, "/schedules/new", &ok.replace("action=save", "action=preview"), Some(&me));
+    let (status, _, page) =
+        form_post(&addr, "/schedules/new", &ok.replace("action=save", "action=preview"), Some(&me));
     assert_eq!(status, 200, "{page}");
-    assert_eq!(page.matches("T09:00:00+01:00</li>").count() + page.matches("T09:00:00+02:00</li>").count(), 5, "{page}");
+    assert_eq!(
+        page.matches("T09:00:00+01:00</li>").count() + page.matches("T09:00:00+02:00</li>").count(),
+        5,
+        "{page}"
+    );
     assert_eq!(http(&addr, "GET", "/api/schedules", None).1["count"], 0);
 
     // Without an origin (or from another one) the form is refused: it is a simple request any
@@ -88,7 +106,12 @@ fn dashboard_forms_work_without_javascript_and_refuse_posts_from_elsewhere() {
     // The same name again is an error on the name field.
     let (status, _, page) = form_post(&addr, "/schedules/new", &ok, Some(&me));
     assert_eq!(status, 422);
-    assert!(page.contains("id=\"f-name\" name=\"name\" aria-describedby=\"hint-name err-name\" aria-invalid=\"true\""), "{page}");
+    assert!(
+        page.contains(
+            "id=\"f-name\" name=\"name\" aria-describedby=\"hint-name err-name\" aria-invalid=\"true\""
+        ),
+        "{page}"
+    );
 
     // Edit keeps what is not changed; pause, resume and delete are forms too.
     let edit = ok.replace("timeout=30", "timeout=45");
@@ -103,14 +126,17 @@ fn dashboard_forms_work_without_javascript_and_refuse_posts_from_elsewhere() {
     assert_eq!(form_post(&addr, &format!("/schedules/{id}/pause"), "", None).0, 403);
     assert_eq!(form_post(&addr, &format!("/schedules/{id}/resume"), "", Some(&me)).0, 303);
     assert_eq!(http(&addr, "GET", "/api/schedules/nightly", None).1["state"], "active");
-    let (status, _, page) = http_raw(&addr, "GET", &format!("/schedules/{id}/delete"), None, &format!("Host: {addr}"));
+    let (status, _, page) =
+        http_raw(&addr, "GET", &format!("/schedules/{id}/delete"), None, &format!("Host: {addr}"));
     assert_eq!(status, 200);
     assert!(page.contains("Delete “nightly”?"), "a confirmation comes first: {page}");
     assert_eq!(form_post(&addr, &format!("/schedules/{id}/delete"), "", Some(&me)).0, 303);
     assert_eq!(http(&addr, "GET", "/api/schedules", None).1["count"], 0);
 
     // Every page renders; unknown ones are HTML 404s.
-    for path in ["/schedules", "/runs", "/runs?state=failed&from=2026-01-01T00:00", "/handlers", "/schedules/new"] {
+    for path in
+        ["/schedules", "/runs", "/runs?state=failed&from=2026-01-01T00:00", "/handlers", "/schedules/new"]
+    {
         let (status, _, page) = http_raw(&addr, "GET", path, None, &format!("Host: {addr}"));
         assert_eq!(status, 200, "{path}: {page}");
     }
@@ -126,7 +152,8 @@ fn assets_are_embedded_with_content_hashed_urls_and_revalidate_by_etag() {
     let (_, _, page) = http_raw(&addr, "GET", "/", None, &format!("Host: {addr}"));
     for name in ["app.css", "app.js"] {
         let marker = format!("/assets/{name}?v=");
-        let href = page.split(&marker).nth(1).and_then(|r| r.split('"').next()).expect("linked with its hash");
+        let href =
+            page.split(&marker).nth(1).and_then(|r| r.split('"').next()).expect("linked with its hash");
         let path = format!("{marker}{href}");
         let (status, headers, body) = http_raw(&addr, "GET", &path, None, &format!("Host: {addr}"));
         assert_eq!(status, 200);
@@ -137,7 +164,8 @@ fn assets_are_embedded_with_content_hashed_urls_and_revalidate_by_etag() {
         let again = format!("Host: {addr}\r\nIf-None-Match: {etag}");
         assert_eq!(http_raw(&addr, "GET", &path, None, &again).0, 304);
         // Without the current hash (an old tab), the file is served but must be revalidated.
-        let (status, headers, _) = http_raw(&addr, "GET", &format!("/assets/{name}"), None, &format!("Host: {addr}"));
+        let (status, headers, _) =
+            http_raw(&addr, "GET", &format!("/assets/{name}"), None, &format!("Host: {addr}"));
         assert_eq!((status, headers["cache-control"].as_str()), (200, "no-cache"));
     }
     assert_eq!(http_raw(&addr, "GET", "/assets/nope.js", None, &format!("Host: {addr}")).0, 404);
@@ -162,7 +190,12 @@ impl Browser {
         cmd.arg("--port=0");
         let mut driver = Proc::spawn(cmd);
         let line = driver.wait_line("started successfully on port", Duration::from_secs(30));
-        let port = line.trim_end_matches('.').rsplit(' ').next().and_then(|p| p.parse().ok()).expect("chromedriver port");
+        let port = line
+            .trim_end_matches('.')
+            .rsplit(' ')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("chromedriver port");
         let mut b = Browser { driver, port, session: String::new(), shots, taken: Vec::new() };
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
@@ -174,7 +207,8 @@ impl Browser {
             ]}
         }}});
         let v = b.call("POST", "/session", Some(caps));
-        b.session = v["sessionId"].as_str().unwrap_or_else(|| panic!("no WebDriver session: {v}")).to_string();
+        b.session =
+            v["sessionId"].as_str().unwrap_or_else(|| panic!("no WebDriver session: {v}")).to_string();
         b
     }
 
@@ -223,7 +257,8 @@ impl Browser {
         }
         let json_text = String::from_utf8_lossy(&raw[body_start..body_start + length]).into_owned();
         let text = &json_text;
-        let v: Value = serde_json::from_str(&json_text).unwrap_or_else(|e| panic!("{method} {path}: {e}: {head}\n{text}"));
+        let v: Value = serde_json::from_str(&json_text)
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}: {head}\n{text}"));
         if let Some(err) = v["value"]["error"].as_str() {
             return Err(format!("WebDriver {method} {path}: {err}: {}", v["value"]["message"]));
         }
@@ -240,7 +275,9 @@ impl Browser {
     }
 
     fn count(&mut self, css: &str) -> usize {
-        self.call("POST", "/elements", Some(json!({"using": "css selector", "value": css}))).as_array().map_or(0, Vec::len)
+        self.call("POST", "/elements", Some(json!({"using": "css selector", "value": css})))
+            .as_array()
+            .map_or(0, Vec::len)
     }
 
     /// Clicks the element; found again when a live update replaced it in between.
@@ -366,7 +403,8 @@ fn in_chromium_a_schedule_is_created_fires_live_is_paused_run_now_and_deleted() 
     if !have("chromedriver") || !Path::new(&chromium_binary()).exists() {
         let msg = "the dashboard's browser test needs Debian's chromium and chromium-driver: run .ci/run, or \
                    `apt-get install -y chromium chromium-driver`";
-        if std::env::var("SCHEDULEZERO_SKIP_BROWSER").is_ok_and(|v| v == "1") && std::env::var("CI").is_err() {
+        if std::env::var("SCHEDULEZERO_SKIP_BROWSER").is_ok_and(|v| v == "1") && std::env::var("CI").is_err()
+        {
             eprintln!("SKIPPED (SCHEDULEZERO_SKIP_BROWSER=1): {msg}");
             return;
         }
@@ -436,7 +474,9 @@ fn in_chromium_a_schedule_is_created_fires_live_is_paused_run_now_and_deleted() 
     assert!(b.text("h1").contains("paused"), "{}", b.text("h1"));
     // A run already started before the pause may still finish: wait for quiet, then count.
     std::thread::sleep(Duration::from_secs(1));
-    let runs_of = |addr: &str| http(addr, "GET", &format!("/api/runs?schedule={id}"), None).1["count"].as_u64().unwrap_or(0);
+    let runs_of = |addr: &str| {
+        http(addr, "GET", &format!("/api/runs?schedule={id}"), None).1["count"].as_u64().unwrap_or(0)
+    };
     let paused_count = runs_of(&addr);
 
     // Run now, while paused: one new run, which succeeds and is on the page.

@@ -40,11 +40,16 @@ const fn fnv1a(bytes: &[u8]) -> u64 {
     h
 }
 
-pub(crate) const CSS: Asset = Asset::new("app.css", "text/css; charset=utf-8", include_str!("assets/app.css"));
+pub(crate) const CSS: Asset =
+    Asset::new("app.css", "text/css; charset=utf-8", include_str!("assets/app.css"));
 pub(crate) const JS: Asset =
     Asset::new("app.js", "text/javascript; charset=utf-8", include_str!("assets/app.js"));
 
-pub(super) async fn serve(Path(name): Path<String>, RawQuery(query): RawQuery, headers: HeaderMap) -> Response {
+pub(super) async fn serve(
+    Path(name): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
     let Some(asset) = [CSS, JS].into_iter().find(|a| a.name == name) else {
         return ApiError::not_found(format!("no asset '{name}'")).into_response();
     };

@@ -125,7 +125,8 @@ impl Fields {
             Some("date") if plain => {
                 f.kind = "date".into();
                 // The local wall time, as a datetime-local input shows it.
-                f.run_date = spec["run_date"].as_str().map(|d| d.chars().take(19).collect()).unwrap_or_default();
+                f.run_date =
+                    spec["run_date"].as_str().map(|d| d.chars().take(19).collect()).unwrap_or_default();
             }
             _ => {
                 f.kind = "json".into();
@@ -183,7 +184,10 @@ fn trigger_value(f: &Fields, errors: &mut Errors) -> Option<Value> {
     match f.kind.as_str() {
         "cron" => {
             if f.cron.trim().is_empty() {
-                errors.insert("cron", "give a crontab expression, e.g. '0 9 * * mon-fri' or '*/10 * * * * *'".into());
+                errors.insert(
+                    "cron",
+                    "give a crontab expression, e.g. '0 9 * * mon-fri' or '*/10 * * * * *'".into(),
+                );
                 return None;
             }
             Some(Value::String(f.cron.trim().to_string()))
@@ -244,7 +248,10 @@ fn validate(s: &AppState, f: &Fields, keep: Option<&Trigger>) -> Result<Valid, E
         z => match z.parse::<Tz>() {
             Ok(tz) => Some(tz),
             Err(_) => {
-                errors.insert("timezone", format!("'{z}' is not an IANA time zone name (e.g. Europe/Paris, UTC)"));
+                errors.insert(
+                    "timezone",
+                    format!("'{z}' is not an IANA time zone name (e.g. Europe/Paris, UTC)"),
+                );
                 None
             }
         },
@@ -260,7 +267,9 @@ fn validate(s: &AppState, f: &Fields, keep: Option<&Trigger>) -> Result<Valid, E
                 .ok()
         }),
     };
-    for (field, v, what) in [("handler_id", &f.handler_id, "the handler id"), ("method", &f.method, "the method")] {
+    for (field, v, what) in
+        [("handler_id", &f.handler_id, "the handler id"), ("method", &f.method, "the method")]
+    {
         if v.trim().is_empty() {
             errors.insert(field, format!("give {what} to call"));
         }
@@ -358,7 +367,11 @@ async fn render(
             let _ = write!(out, "<li>{}</li>", esc(g));
         }
         for (field, msg) in errors {
-            let _ = write!(out, "<li><a href=\"#f-{field}\">{}</a></li>", esc(&format!("{}: {msg}", label_of(field))));
+            let _ = write!(
+                out,
+                "<li><a href=\"#f-{field}\">{}</a></li>",
+                esc(&format!("{}: {msg}", label_of(field)))
+            );
         }
         out.push_str("</ul></div>");
     }
@@ -384,7 +397,11 @@ async fn render(
             "<div class=\"field{cls}\" data-field=\"{name}\"><label for=\"f-{name}\">{label}</label>{input}\
              {hint}<p class=\"field-error\" id=\"err-{name}\" aria-live=\"polite\">{msg}</p></div>",
             cls = if err.is_some() { " invalid" } else { "" },
-            hint = if hint.is_empty() { String::new() } else { format!("<p class=\"hint\" id=\"hint-{name}\">{hint}</p>") },
+            hint = if hint.is_empty() {
+                String::new()
+            } else {
+                format!("<p class=\"hint\" id=\"hint-{name}\">{hint}</p>")
+            },
             msg = err.map(|m| esc(m)).unwrap_or_default(),
         )
     };
@@ -415,7 +432,11 @@ async fn render(
     out.push_str(&field(
         "name",
         "Name",
-        format!("<input {} value=\"{}\" autocomplete=\"off\" spellcheck=\"false\">", attrs("name", true), esc(&f.name)),
+        format!(
+            "<input {} value=\"{}\" autocomplete=\"off\" spellcheck=\"false\">",
+            attrs("name", true),
+            esc(&f.name)
+        ),
         "Unique among live schedules. Left empty, the schedule's id is its name.",
     ));
     out.push_str(&field(
@@ -441,7 +462,11 @@ async fn render(
     out.push_str(&field(
         "params",
         "Params (JSON object)",
-        format!("<textarea {} rows=\"4\" spellcheck=\"false\">{}</textarea>", attrs("params", false), esc(&f.params)),
+        format!(
+            "<textarea {} rows=\"4\" spellcheck=\"false\">{}</textarea>",
+            attrs("params", false),
+            esc(&f.params)
+        ),
         "",
     ));
     out.push_str("</div></section>");
@@ -473,7 +498,11 @@ async fn render(
         format!("<input {} value=\"{}\" autocomplete=\"off\" spellcheck=\"false\" class=\"mono\">", attrs("cron", true), esc(&f.cron)),
         "minute hour day month weekday, with an optional leading seconds field: <code>0 9 * * mon-fri</code>, <code>*/10 * * * * *</code>",
     ));
-    let _ = write!(out, "</div><div class=\"kind\" data-kind=\"interval\"{}><div class=\"inline\">", kind_attr("interval"));
+    let _ = write!(
+        out,
+        "</div><div class=\"kind\" data-kind=\"interval\"{}><div class=\"inline\">",
+        kind_attr("interval")
+    );
     out.push_str(&field(
         "every",
         "Every",
@@ -486,7 +515,13 @@ async fn render(
         select(
             "unit",
             &f.unit,
-            &[("seconds", "seconds"), ("minutes", "minutes"), ("hours", "hours"), ("days", "days"), ("weeks", "weeks")],
+            &[
+                ("seconds", "seconds"),
+                ("minutes", "minutes"),
+                ("hours", "hours"),
+                ("days", "days"),
+                ("weeks", "weeks"),
+            ],
         ),
         "",
     ));
@@ -494,7 +529,11 @@ async fn render(
     out.push_str(&field(
         "run_date",
         "Date and time (in the time zone below)",
-        format!("<input type=\"datetime-local\" step=\"1\" {} value=\"{}\">", attrs("run_date", false), esc(&f.run_date)),
+        format!(
+            "<input type=\"datetime-local\" step=\"1\" {} value=\"{}\">",
+            attrs("run_date", false),
+            esc(&f.run_date)
+        ),
         "",
     ));
     let _ = write!(out, "</div><div class=\"kind\" data-kind=\"json\"{}>", kind_attr("json"));
@@ -561,7 +600,11 @@ async fn render(
         select(
             "misfire",
             &f.misfire,
-            &[("coalesce", "Run once (coalesce)"), ("run_all", "Run every one"), ("skip", "Skip those older than the grace time")],
+            &[
+                ("coalesce", "Run once (coalesce)"),
+                ("run_all", "Run every one"),
+                ("skip", "Skip those older than the grace time"),
+            ],
         ),
         "",
     ));
@@ -574,7 +617,11 @@ async fn render(
     out.push_str(&field(
         "max_attempts",
         "Attempts in all",
-        format!("<input {} value=\"{}\" inputmode=\"numeric\">", attrs("max_attempts", true), esc(&f.max_attempts)),
+        format!(
+            "<input {} value=\"{}\" inputmode=\"numeric\">",
+            attrs("max_attempts", true),
+            esc(&f.max_attempts)
+        ),
         "1 means never retry; retries back off exponentially.",
     ));
     out.push_str(&field(
@@ -656,7 +703,10 @@ async fn editable(s: &AppState, reference: &str) -> Result<Schedule, PageError> 
     if sc.state == ScheduleState::Finished {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
-            format!("Schedule '{}' is finished (its trigger has no more fires); create a new one instead.", sc.name),
+            format!(
+                "Schedule '{}' is finished (its trigger has no more fires); create a new one instead.",
+                sc.name
+            ),
         )
         .into());
     }
@@ -674,7 +724,9 @@ fn refusal(e: EngineError, errors: &mut Errors) -> Result<Option<String>, PageEr
             errors.insert("name", format!("{e}; choose another name"));
             Ok(None)
         }
-        EngineError::Trigger(_) | EngineError::Policy(_) | EngineError::Invalid { .. } => Ok(Some(e.to_string())),
+        EngineError::Trigger(_) | EngineError::Policy(_) | EngineError::Invalid { .. } => {
+            Ok(Some(e.to_string()))
+        }
         _ => Err(e.into()),
     }
 }
@@ -700,7 +752,11 @@ pub(super) async fn create(State(s): St, headers: HeaderMap, body: Bytes) -> Pag
         }
         Err(e) => errors = e,
     }
-    let status = if errors.is_empty() && general.is_none() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
+    let status = if errors.is_empty() && general.is_none() {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
     let page = render(&s, Mode::New, &f, &errors, general.as_deref(), fires).await?;
     Ok(form_page(&s, "New schedule", page, status).into_response())
 }
@@ -733,7 +789,11 @@ pub(super) async fn update(
         }
         Err(e) => errors = e,
     }
-    let status = if errors.is_empty() && general.is_none() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
+    let status = if errors.is_empty() && general.is_none() {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
     let page = render(&s, Mode::Edit(&sc), &f, &errors, general.as_deref(), fires).await?;
     Ok(form_page(&s, &format!("Edit {}", sc.name), page, status))
 }

@@ -31,7 +31,11 @@ pub(super) async fn page(State(s): State<Arc<AppState>>) -> PageResult {
             let rate = if ok + bad == 0 {
                 "<span class=\"dim\">no calls yet</span>".to_string()
             } else {
-                format!("{:.1} % <span class=\"dim\">({ok} of {})</span>", ok as f64 * 100.0 / (ok + bad) as f64, ok + bad)
+                format!(
+                    "{:.1} % <span class=\"dim\">({ok} of {})</span>",
+                    ok as f64 * 100.0 / (ok + bad) as f64,
+                    ok + bad
+                )
             };
             let methods: Vec<String> = i["methods"]
                 .as_array()

@@ -112,7 +112,8 @@ fn decode(raw: &[u8]) -> String {
         match raw[i] {
             b'+' => out.push(b' '),
             b'%' if i + 2 < raw.len() => {
-                let hex = std::str::from_utf8(&raw[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
+                let hex =
+                    std::str::from_utf8(&raw[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
                 match hex {
                     Some(b) => {
                         out.push(b);
@@ -138,7 +139,8 @@ fn check_form_origin(headers: &HeaderMap) -> Result<(), PageError> {
         .or_else(|| headers.get(header::REFERER))
         .and_then(|o| o.to_str().ok())
         .unwrap_or("");
-    let authority = from.split_once("://").map(|(_, rest)| rest.split('/').next().unwrap_or("")).unwrap_or("");
+    let authority =
+        from.split_once("://").map(|(_, rest)| rest.split('/').next().unwrap_or("")).unwrap_or("");
     if !host.is_empty() && authority.eq_ignore_ascii_case(host) {
         return Ok(());
     }
@@ -152,4 +154,59 @@ fn check_form_origin(headers: &HeaderMap) -> Result<(), PageError> {
 /// The answer to a successful form post: back to a page, with a notice key it knows.
 fn see_other(path: &str) -> Response {
     Redirect::to(path).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_bodies_decode_plus_and_percent_escapes_and_keep_bad_ones() {
+        let pairs = form_pairs(b"name=a+b&cron=*%2F5+*+*+*+*&tz=Europe%2fParis&odd=100%25%zz&flag&empty=");
+        assert_eq!(
+            pairs,
+            vec![
+                ("name".into(), "a b".into()),
+                ("cron".into(), "*/5 * * * *".into()),
+                ("tz".into(), "Europe/Paris".into()),
+                ("odd".into(), "100%%zz".into()),
+                ("flag".into(), String::new()),
+                ("empty".into(), String::new()),
+            ]
+        );
+        assert_eq!(form_pairs("q=%C3%A9t%C3%A9".as_bytes()), vec![("q".into(), "été".into())]);
+    }
+
+    #[test]
+    fn form_posts_must_name_this_server_as_their_origin() {
+        let headers = |pairs: &[(&'static str, &str)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in pairs {
+                h.insert(*k, v.parse().unwrap());
+            }
+            h
+        };
+        let host = ("host", "127.0.0.1:8888");
+        assert!(check_form_origin(&headers(&[host, ("origin", "http://127.0.0.1:8888")])).is_ok());
+        assert!(
+            check_form_origin(&headers(&[host, ("referer", "http://127.0.0.1:8888/schedules/x")])).is_ok()
+        );
+        for bad in [
+            vec![host],
+            vec![host, ("origin", "http://evil.example")],
+            vec![host, ("origin", "null")],
+            vec![host, ("referer", "http://127.0.0.1:8888.evil.example/")],
+            vec![("origin", "http://127.0.0.1:8888")],
+        ] {
+            assert!(check_form_origin(&headers(&bad)).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn html_escapes_every_special_character() {
+        assert_eq!(
+            html::esc("<a href=\"x\" onclick='y'>&</a>"),
+            "&lt;a href=&quot;x&quot; onclick=&#39;y&#39;&gt;&amp;&lt;/a&gt;"
+        );
+    }
 }

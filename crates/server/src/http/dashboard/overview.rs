@@ -57,7 +57,8 @@ pub(super) async fn page(State(s): State<Arc<AppState>>) -> PageResult {
     );
 
     // The last hour by outcome.
-    let hour = RunFilter { from: Some(now - TimeDelta::hours(1)), limit: HOUR_SAMPLE, ..RunFilter::default() };
+    let hour =
+        RunFilter { from: Some(now - TimeDelta::hours(1)), limit: HOUR_SAMPLE, ..RunFilter::default() };
     let recent = s.engine.store().list_runs(&hour).await?;
     let mut by_state: BTreeMap<&str, usize> = BTreeMap::new();
     for r in recent.iter().filter(|r| r.scheduled_for <= now) {
@@ -104,7 +105,10 @@ pub(super) async fn page(State(s): State<Arc<AppState>>) -> PageResult {
         let _ = write!(
             rows,
             "<tr>{}{}{}{}</tr>",
-            html::td("Schedule", &format!("<a href=\"/schedules/{}\">{}</a>", url(&sc.id.to_string()), esc(&sc.name))),
+            html::td(
+                "Schedule",
+                &format!("<a href=\"/schedules/{}\">{}</a>", url(&sc.id.to_string()), esc(&sc.name))
+            ),
             html::td(
                 "Fires",
                 &format!(
@@ -114,11 +118,15 @@ pub(super) async fn page(State(s): State<Arc<AppState>>) -> PageResult {
                 )
             ),
             html::td("At", &html::time(next)),
-            html::td("Target", &format!("<code>{}.{}</code>", esc(&sc.target.handler_id), esc(&sc.target.method))),
+            html::td(
+                "Target",
+                &format!("<code>{}.{}</code>", esc(&sc.target.handler_id), esc(&sc.target.method))
+            ),
         );
     }
     let next_table = if rows.is_empty() {
-        "<p class=\"dim\">Nothing is scheduled. <a href=\"/schedules/new\">Create a schedule</a>.</p>".to_string()
+        "<p class=\"dim\">Nothing is scheduled. <a href=\"/schedules/new\">Create a schedule</a>.</p>"
+            .to_string()
     } else {
         format!(
             "<table class=\"rows\"><thead><tr><th scope=\"col\">Schedule</th><th scope=\"col\">Fires</th>\
@@ -132,8 +140,7 @@ pub(super) async fn page(State(s): State<Arc<AppState>>) -> PageResult {
     );
 
     // Recent failures.
-    let failures =
-        RunFilter { states: FAILURES.to_vec(), limit: 10, ..RunFilter::default() };
+    let failures = RunFilter { states: FAILURES.to_vec(), limit: 10, ..RunFilter::default() };
     let failed = s.engine.store().list_runs(&failures).await?;
     let table = runs::table(&s, &failed, now, "No failures. ").await?;
     let _ = write!(

@@ -20,7 +20,12 @@ use crate::http::{ApiError, AppState, input};
 const PAGE: u32 = 50;
 
 /// A table of runs (shared by the overview, a schedule's page and the runs page).
-pub(super) async fn table(s: &AppState, runs: &[Run], now: Timestamp, empty: &str) -> Result<String, PageError> {
+pub(super) async fn table(
+    s: &AppState,
+    runs: &[Run],
+    now: Timestamp,
+    empty: &str,
+) -> Result<String, PageError> {
     if runs.is_empty() {
         return Ok(format!("<p class=\"dim\">{}</p>", esc(empty)));
     }
@@ -67,7 +72,8 @@ pub(super) async fn table(s: &AppState, runs: &[Run], now: Timestamp, empty: &st
 /// A time filter from a form: `datetime-local` gives minutes only, read as UTC.
 fn time_param(key: &str, v: &str) -> Result<Timestamp, ApiError> {
     let v = v.trim();
-    let full = if v.len() == 16 && v.as_bytes().get(10) == Some(&b'T') { format!("{v}:00") } else { v.to_string() };
+    let full =
+        if v.len() == 16 && v.as_bytes().get(10) == Some(&b'T') { format!("{v}:00") } else { v.to_string() };
     input::time_of(key, &full)
 }
 
@@ -133,7 +139,11 @@ pub(super) async fn list(State(s): State<Arc<AppState>>, RawQuery(raw): RawQuery
             .collect();
         params.sort();
         params.push(format!("before={cursor}"));
-        let _ = write!(pager, "<p class=\"pager\"><a href=\"/runs?{}\">Older runs →</a></p>", esc(&params.join("&")));
+        let _ = write!(
+            pager,
+            "<p class=\"pager\"><a href=\"/runs?{}\">Older runs →</a></p>",
+            esc(&params.join("&"))
+        );
     }
     if q.contains_key("before") {
         pager.push_str("<p class=\"pager\"><a href=\"/runs\">Newest runs</a></p>");
@@ -145,7 +155,10 @@ pub(super) async fn list(State(s): State<Arc<AppState>>, RawQuery(raw): RawQuery
 /// The filter form (GET, so a filtered view is a link to share).
 async fn filters(s: &AppState, q: &HashMap<String, String>) -> Result<String, PageError> {
     let get = |k: &str| q.get(k).map(String::as_str).unwrap_or("");
-    let schedules = s.engine.list_schedules(&ScheduleFilter { include_finished: true, ..ScheduleFilter::default() }).await?;
+    let schedules = s
+        .engine
+        .list_schedules(&ScheduleFilter { include_finished: true, ..ScheduleFilter::default() })
+        .await?;
     let mut names: Vec<&str> = schedules.iter().map(|sc| sc.name.as_str()).collect();
     names.sort_unstable();
     names.dedup();
@@ -168,7 +181,8 @@ async fn filters(s: &AppState, q: &HashMap<String, String>) -> Result<String, Pa
     {
         let sel = if value == current { " selected" } else { "" };
         known |= value == current;
-        let _ = write!(state_opts, "<option value=\"{value}\"{sel}>{}</option>", esc(&label.replace('_', " ")));
+        let _ =
+            write!(state_opts, "<option value=\"{value}\"{sel}>{}</option>", esc(&label.replace('_', " ")));
     }
     if !known && !current.is_empty() {
         let _ = write!(state_opts, "<option selected>{}</option>", esc(current));
@@ -278,7 +292,13 @@ pub(super) async fn detail(State(s): State<Arc<AppState>>, Path(id): Path<String
             "<tr>{}{}{}{}{}{}{}{}</tr>",
             td("#", &a.number.to_string()),
             td("Outcome", &html::badge(a.outcome.as_str())),
-            td("Instance", &a.instance.as_deref().map(|i| format!("<code>{}</code>", esc(i))).unwrap_or_else(|| "<span class=\"dim\">none reached</span>".into())),
+            td(
+                "Instance",
+                &a.instance
+                    .as_deref()
+                    .map(|i| format!("<code>{}</code>", esc(i)))
+                    .unwrap_or_else(|| "<span class=\"dim\">none reached</span>".into())
+            ),
             td("Started", &html::time(a.started_at)),
             td("Finished", &html::time(a.finished_at)),
             td("Late", &html::millis(Some((a.started_at - run.scheduled_for).num_milliseconds()))),

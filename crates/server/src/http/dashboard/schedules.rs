@@ -87,7 +87,8 @@ pub(super) async fn list(State(s): St, RawQuery(raw): RawQuery) -> PageResult {
         if q.keys().any(|k| k != "notice") {
             "<p class=\"dim\">No schedule matches these filters.</p>".to_string()
         } else {
-            "<p class=\"dim\">No schedules yet. <a href=\"/schedules/new\">Create the first one</a>.</p>".to_string()
+            "<p class=\"dim\">No schedules yet. <a href=\"/schedules/new\">Create the first one</a>.</p>"
+                .to_string()
         }
     } else {
         format!(
@@ -97,7 +98,8 @@ pub(super) async fn list(State(s): St, RawQuery(raw): RawQuery) -> PageResult {
             schedules.len()
         )
     };
-    let _ = write!(body, "<section aria-label=\"Schedules\" data-live id=\"schedules-table\">{table}</section>");
+    let _ =
+        write!(body, "<section aria-label=\"Schedules\" data-live id=\"schedules-table\">{table}</section>");
     Ok(html::page("Schedules", Nav::Schedules, &s.instance_name, true, &body))
 }
 
@@ -140,7 +142,11 @@ fn policies_html(p: &Value) -> String {
     )
 }
 
-pub(super) async fn detail(State(s): St, Path(reference): Path<String>, RawQuery(raw): RawQuery) -> PageResult {
+pub(super) async fn detail(
+    State(s): St,
+    Path(reference): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> PageResult {
     let q = query_map(raw.as_deref());
     let sc = resolve(&s, &reference).await?;
     let now = s.engine.clock().now();
@@ -153,7 +159,9 @@ pub(super) async fn detail(State(s): St, Path(reference): Path<String>, RawQuery
         esc(&sc.name),
         html::badge(sc.state.as_str())
     );
-    if sc.state != ScheduleState::Finished && !s.engine.registry().offers(&sc.target.handler_id, &sc.target.method) {
+    if sc.state != ScheduleState::Finished
+        && !s.engine.registry().offers(&sc.target.handler_id, &sc.target.method)
+    {
         let _ = write!(
             body,
             "<p class=\"warning\" role=\"note\">No connected handler offers <code>{}.{}</code>: its runs wait \
@@ -166,7 +174,8 @@ pub(super) async fn detail(State(s): St, Path(reference): Path<String>, RawQuery
     body.push_str("<div class=\"toolbar\" role=\"group\" aria-label=\"Schedule actions\">");
     if sc.state != ScheduleState::Finished {
         let _ = write!(body, "<a class=\"button\" id=\"act-edit\" href=\"/schedules/{id}/edit\">Edit</a>");
-        let (verb, label) = if sc.state == ScheduleState::Paused { ("resume", "Resume") } else { ("pause", "Pause") };
+        let (verb, label) =
+            if sc.state == ScheduleState::Paused { ("resume", "Resume") } else { ("pause", "Pause") };
         let _ = write!(
             body,
             "<form method=\"post\" action=\"/schedules/{id}/{verb}\"><button id=\"act-{verb}\" type=\"submit\">{label}</button></form>"
@@ -179,7 +188,11 @@ pub(super) async fn detail(State(s): St, Path(reference): Path<String>, RawQuery
     );
 
     let next = match sc.next_fire_at.filter(|_| sc.state == ScheduleState::Active) {
-        Some(t) => format!("{} <span class=\"dim\">{}</span>", esc(&format_in_zone(t, zone)), esc(&html::relative(t, now))),
+        Some(t) => format!(
+            "{} <span class=\"dim\">{}</span>",
+            esc(&format_in_zone(t, zone)),
+            esc(&html::relative(t, now))
+        ),
         None => "<span class=\"dim\">— (not active)</span>".into(),
     };
     let _ = write!(

@@ -23,14 +23,17 @@
     status.textContent = text;
   }
 
-  var refreshTimer = null, refreshing = false, again = false;
+  // A busy server sends many events a second: coalesce them, one refresh per second at most.
+  var refreshTimer = null, refreshing = false, again = false, lastRefresh = 0;
   function scheduleRefresh() {
     if (refreshTimer) return;
-    refreshTimer = setTimeout(function () { refreshTimer = null; refresh(); }, 250);
+    var wait = Math.max(250, 1000 - (Date.now() - lastRefresh));
+    refreshTimer = setTimeout(function () { refreshTimer = null; refresh(); }, wait);
   }
   function refresh() {
     if (refreshing) { again = true; return; }
     refreshing = true;
+    lastRefresh = Date.now();
     var seen = {};
     document.querySelectorAll("[data-live] tr[data-id]").forEach(function (tr) { seen[tr.dataset.id] = true; });
     fetch(location.href, { headers: { Accept: "text/html" }, cache: "no-store", credentials: "same-origin" })
@@ -73,6 +76,11 @@
     kinds.forEach(function (k) { source.addEventListener(k, scheduleRefresh); });
     window.addEventListener("pagehide", function () { source.close(); });
   }
+
+  // Filter forms: a changed choice applies at once (the Filter button stays for typed text).
+  document.querySelectorAll("form.filters select").forEach(function (sel) {
+    sel.addEventListener("change", function () { sel.form.submit(); });
+  });
 
   // ---- the schedule form -----------------------------------------------------------------
   var form = document.querySelector("form[data-schedule-form]");
