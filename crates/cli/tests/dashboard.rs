@@ -505,6 +505,15 @@ fn in_chromium_a_schedule_is_created_fires_live_is_paused_run_now_and_deleted() 
     b.go(&format!("{base}/runs"));
     b.wait("runs listed", Duration::from_secs(10), |b| b.count("#runs-table tr[data-id]") >= 2);
     b.shot("runs");
+    // The runs page too shows new runs as they come, without a reload.
+    b.run("window.__noReload = 'runs page';");
+    let rows = b.count("#runs-table tr[data-id]");
+    assert_eq!(http(&addr, "POST", "/api/schedules/hourly-report/run", None).0, 202);
+    b.wait("the new run on the runs page", Duration::from_secs(30), |b| {
+        b.count("#runs-table tr[data-id]") == rows + 1 && b.count("#runs-table tr.new .badge.ok") == 1
+    });
+    assert_eq!(b.run("return window.__noReload;"), "runs page", "the page was not reloaded");
+    b.go(&format!("{base}/runs?schedule=browser-demo"));
     b.click("#runs-table tr[data-id] a[href^='/runs/']");
     b.wait("a run's detail", Duration::from_secs(10), |b| b.url().contains("/runs/"));
     assert!(b.text("#run-detail").contains("Attempts"), "attempts shown");

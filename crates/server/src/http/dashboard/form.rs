@@ -95,7 +95,8 @@ impl Fields {
                 }
                 _ => continue,
             };
-            *slot = v;
+            // Browsers send a textarea's line ends as CRLF: compare and show them as typed.
+            *slot = v.replace("\r\n", "\n");
         }
         f
     }

@@ -40,7 +40,13 @@
       .then(function (r) { return r.ok ? r.text() : Promise.reject(r.status); })
       .then(function (html) {
         var doc = new DOMParser().parseFromString(html, "text/html");
-        var active = document.activeElement, focusId = active && active.id;
+        // Keep the keyboard where it was: the focused control is found again in the new region
+        // by its id, else (a link in a table) by where it points.
+        var active = document.activeElement, focusSel = null;
+        if (active && active !== document.body) {
+          if (active.id) focusSel = "#" + CSS.escape(active.id);
+          else if (active.getAttribute("href")) focusSel = 'a[href="' + CSS.escape(active.getAttribute("href")) + '"]';
+        }
         document.querySelectorAll("[data-live][id]").forEach(function (old) {
           var fresh = doc.getElementById(old.id);
           if (!fresh || fresh.innerHTML === old.innerHTML) return;
@@ -50,8 +56,8 @@
             if (!seen[tr.dataset.id]) tr.classList.add("new");
           });
         });
-        if (focusId && document.activeElement !== active) {
-          var f = document.getElementById(focusId);
+        if (focusSel && !document.contains(active)) {
+          var f = document.querySelector(focusSel);
           if (f) f.focus();
         }
       })
