@@ -13,7 +13,7 @@ use schedulezero_core::trigger::preview;
 use schedulezero_store::{RunFilter, ScheduleFilter};
 use serde_json::Value;
 
-use super::html::{self, Nav, esc, td};
+use super::html::{self, Nav, esc, td, url};
 use super::{PageResult, check_form_origin, query_map, runs, see_other};
 use crate::http::AppState;
 use crate::http::native::schedules::resolve;
@@ -21,19 +21,31 @@ use crate::http::views::handler_entries;
 
 type St = State<Arc<AppState>>;
 
+/// Schedules shown per page.
+const PAGE: u32 = 100;
+
 pub(super) async fn list(State(s): St, RawQuery(raw): RawQuery) -> PageResult {
     let q = query_map(raw.as_deref());
     let now = s.engine.clock().now();
     let get = |k: &str| q.get(k).map(String::as_str).unwrap_or("");
     let state = ScheduleState::parse(get("state"));
+    let after = q.get("after").and_then(|a| uuid::Uuid::parse_str(a).ok());
     let filter = ScheduleFilter {
         state,
         handler_id: q.get("handler_id").cloned(),
         name_contains: q.get("q").cloned(),
         include_finished: state == Some(ScheduleState::Finished),
-        ..ScheduleFilter::default()
+        after,
+        // One more than shown: whether there is a next page.
+        limit: PAGE + 1,
     };
-    let schedules = s.engine.list_schedules(&filter).await?;
+    let mut schedules = s.engine.list_schedules(&filter).await?;
+    let more = if schedules.len() > PAGE as usize {
+        schedules.truncate(PAGE as usize);
+        schedules.last().map(|sc| sc.id)
+    } else {
+        None
+    };
 
     let mut state_opts = String::from("<option value=\"\">Active and paused</option>");
     for st in ["active", "paused", "finished"] {
@@ -83,6 +95,24 @@ pub(super) async fn list(State(s): St, RawQuery(raw): RawQuery) -> PageResult {
             id = sc.id,
         );
     }
+    let mut pager = String::new();
+    if let Some(cursor) = more {
+        let mut params: Vec<String> = q
+            .iter()
+            .filter(|(k, _)| !matches!(k.as_str(), "after" | "notice"))
+            .map(|(k, v)| format!("{}={}", url(k), url(v)))
+            .collect();
+        params.sort();
+        params.push(format!("after={cursor}"));
+        let _ = write!(
+            pager,
+            "<p class=\"pager\"><a href=\"/schedules?{}\">More schedules →</a></p>",
+            esc(&params.join("&"))
+        );
+    }
+    if after.is_some() {
+        pager.push_str("<p class=\"pager\"><a href=\"/schedules\">First page</a></p>");
+    }
     let table = if rows.is_empty() {
         if q.keys().any(|k| k != "notice") {
             "<p class=\"dim\">No schedule matches these filters.</p>".to_string()
@@ -92,10 +122,11 @@ pub(super) async fn list(State(s): St, RawQuery(raw): RawQuery) -> PageResult {
         }
     } else {
         format!(
-            "<p class=\"dim\">{} schedule(s)</p><table class=\"rows\"><thead><tr><th scope=\"col\">Name</th>\
+            "<p class=\"dim\">{} schedule(s){}</p><table class=\"rows\"><thead><tr><th scope=\"col\">Name</th>\
              <th scope=\"col\">State</th><th scope=\"col\">Trigger</th><th scope=\"col\">Target</th>\
-             <th scope=\"col\">Next fire</th></tr></thead><tbody>{rows}</tbody></table>",
-            schedules.len()
+             <th scope=\"col\">Next fire</th></tr></thead><tbody>{rows}</tbody></table>{pager}",
+            schedules.len(),
+            if more.is_some() || after.is_some() { " on this page, oldest first" } else { "" }
         )
     };
     let _ =
