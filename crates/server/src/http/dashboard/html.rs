@@ -162,7 +162,7 @@ pub(crate) fn json_block(v: &Value) -> String {
 
 /// A table cell labelled for the narrow layout (where rows become cards).
 pub(crate) fn td(label: &str, content: &str) -> String {
-    format!("<td data-label=\"{}\">{content}</td>", esc(label))
+    format!("<td data-label=\"{}\"><span class=\"cell\">{content}</span></td>", esc(label))
 }
 
 /// A notice after a redirect; only keys we know are shown (nothing from the URL is echoed).
