@@ -70,17 +70,32 @@
 
   if (document.body.hasAttribute("data-live-page") && window.EventSource) {
     var kinds = ["schedule_changed", "run_started", "run_retrying", "run_finished", "handler_up", "handler_down", "lagged"];
-    var source = new EventSource("/api/events");
-    setStatus("connecting", "Connecting…");
-    source.onopen = function () {
-      setStatus("live", "Live");
-      // What happened between rendering this page and subscribing (or while the stream was
-      // down) sent no event we could hear: catch up once.
-      scheduleRefresh();
+    var source = null;
+    var connect = function () {
+      if (source) return;
+      source = new EventSource("/api/events");
+      setStatus("connecting", "Connecting…");
+      source.onopen = function () {
+        setStatus("live", "Live");
+        // What happened between rendering this page and subscribing (or while the stream was
+        // down or the tab hidden) sent no event we could hear: catch up once.
+        scheduleRefresh();
+      };
+      source.onerror = function () { setStatus("down", "Reconnecting…"); };
+      kinds.forEach(function (k) { source.addEventListener(k, scheduleRefresh); });
     };
-    source.onerror = function () { setStatus("down", "Reconnecting…"); };
-    kinds.forEach(function (k) { source.addEventListener(k, scheduleRefresh); });
-    window.addEventListener("pagehide", function () { source.close(); });
+    var disconnect = function () {
+      if (source) { source.close(); source = null; }
+      setStatus("paused", "Paused");
+    };
+    // A browser opens at most 6 HTTP/1.1 connections to one server: hidden tabs give theirs
+    // back, so many open tabs never starve the visible one.
+    document.addEventListener("visibilitychange", function () {
+      if (document.hidden) disconnect(); else connect();
+    });
+    window.addEventListener("pagehide", disconnect);
+    window.addEventListener("pageshow", function (e) { if (e.persisted && !document.hidden) connect(); });
+    if (!document.hidden) connect();
   }
 
   // Filter forms: a changed choice applies at once (the Filter button stays for typed text).
