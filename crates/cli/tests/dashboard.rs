@@ -499,6 +499,14 @@ fn in_chromium_a_schedule_is_created_fires_live_is_paused_run_now_and_deleted() 
     b.shot("overview");
     b.go(&format!("{base}/schedules"));
     b.shot("schedules");
+    // Search as you type: the list narrows without a reload, the address follows.
+    b.run("window.__noReload = 'search';");
+    b.type_into("#f-q", "hourly");
+    b.wait("the list narrowed to the match", Duration::from_secs(15), |b| {
+        b.count("#schedules-table tr[data-id]") == 1 && b.text("#schedules-table").contains("hourly-report")
+    });
+    assert!(b.url().ends_with("/schedules?q=hourly"), "{}", b.url());
+    assert_eq!(b.run("return window.__noReload;"), "search", "the page was not reloaded");
     b.go(&format!("{base}/schedules/{id}/edit"));
     b.wait("the edit form's preview", Duration::from_secs(15), |b| b.count("#preview ol.fires li") == 5);
     b.shot("schedule-edit");

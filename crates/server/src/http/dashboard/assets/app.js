@@ -103,6 +103,23 @@
     sel.addEventListener("change", function () { sel.form.submit(); });
   });
 
+  // The name search filters as you type: the address follows (so it can be shared or reloaded)
+  // and the list region is fetched again, the focus staying in the box.
+  var search = document.querySelector("form.filters input[type=search]");
+  if (search) {
+    var searchTimer = null;
+    search.addEventListener("input", function () {
+      clearTimeout(searchTimer);
+      searchTimer = setTimeout(function () {
+        var params = new URLSearchParams();
+        new FormData(search.form).forEach(function (v, k) { if (String(v).trim()) params.append(k, v); });
+        var query = params.toString();
+        history.replaceState(null, "", search.form.getAttribute("action") + (query ? "?" + query : ""));
+        refresh();
+      }, 300);
+    });
+  }
+
   // ---- the schedule form -----------------------------------------------------------------
   var form = document.querySelector("form[data-schedule-form]");
   if (!form) return;
