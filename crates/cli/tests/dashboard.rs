@@ -411,7 +411,7 @@ fn in_chromium_a_schedule_is_created_fires_live_is_paused_run_now_and_deleted() 
         panic!("{msg}");
     }
     let root = tempfile::tempdir().unwrap();
-    let (_server, addr, _handler) = serve_with_v1_handler(root.path());
+    let (_server, addr, handler) = serve_with_v1_handler(root.path());
     let base = format!("http://{addr}");
     let shots = screenshots_dir();
     // Company for the schedule the browser creates, so every page has something to show: a
@@ -547,6 +547,14 @@ fn in_chromium_a_schedule_is_created_fires_live_is_paused_run_now_and_deleted() 
     b.wait("the list after the delete", Duration::from_secs(15), |b| b.url().contains("notice=deleted"));
     assert_eq!(http(&addr, "GET", "/api/schedules/browser-demo", None).0, 404);
     assert!(b.text("main").contains("Schedule deleted."));
+
+    // A handler that goes away shows as disconnected on the open page.
+    b.go(&format!("{base}/handlers"));
+    b.run("window.__noReload = 'handlers';");
+    drop(handler);
+    b.wait("the handler disconnected", Duration::from_secs(60), |b| b.text("#handlers").contains("Disconnected"));
+    assert_eq!(b.run("return window.__noReload;"), "handlers", "the page was not reloaded");
+    b.shot("handlers-disconnected");
 
     // Phone width.
     b.size(375, 812);
