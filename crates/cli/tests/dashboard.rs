@@ -552,7 +552,9 @@ fn in_chromium_a_schedule_is_created_fires_live_is_paused_run_now_and_deleted() 
     b.go(&format!("{base}/handlers"));
     b.run("window.__noReload = 'handlers';");
     drop(handler);
-    b.wait("the handler disconnected", Duration::from_secs(60), |b| b.text("#handlers").contains("Disconnected"));
+    b.wait("the handler disconnected", Duration::from_secs(60), |b| {
+        b.text("#handlers").contains("Disconnected")
+    });
     assert_eq!(b.run("return window.__noReload;"), "handlers", "the page was not reloaded");
     b.shot("handlers-disconnected");
 
