@@ -133,6 +133,24 @@ fn dashboard_forms_work_without_javascript_and_refuse_posts_from_elsewhere() {
     assert_eq!(form_post(&addr, &format!("/schedules/{id}/delete"), "", Some(&me)).0, 303);
     assert_eq!(http(&addr, "GET", "/api/schedules", None).1["count"], 0);
 
+    // A run that waits (nobody offers its method) is cancelled from its page.
+    let body =
+        json!({"name": "waits", "trigger": "0 0 1 1 *", "target": {"handler_id": "nobody", "method": "m"}});
+    assert_eq!(http(&addr, "POST", "/api/schedules", Some(&body.to_string())).0, 201);
+    let (status, run) = http(&addr, "POST", "/api/schedules/waits/run", None);
+    assert_eq!(status, 202, "{run}");
+    let run_id = run["run_id"].as_str().unwrap().to_string();
+    let (_, _, page) = http_raw(&addr, "GET", &format!("/runs/{run_id}"), None, &format!("Host: {addr}"));
+    assert!(page.contains(&format!("action=\"/runs/{run_id}/cancel\"")), "{page}");
+    assert_eq!(form_post(&addr, &format!("/runs/{run_id}/cancel"), "", None).0, 403);
+    let (status, headers, _) = form_post(&addr, &format!("/runs/{run_id}/cancel"), "", Some(&me));
+    assert_eq!(status, 303);
+    assert!(headers["location"].ends_with("?notice=cancelled"));
+    assert_eq!(http(&addr, "GET", &format!("/api/runs/{run_id}"), None).1["state"], "cancelled");
+    let (_, _, page) = http_raw(&addr, "GET", &format!("/runs/{run_id}"), None, &format!("Host: {addr}"));
+    assert!(!page.contains("/cancel\""), "no cancel button once it ended");
+    assert_eq!(form_post(&addr, "/schedules/waits/delete", "", Some(&me)).0, 303);
+
     // Every page renders; unknown ones are HTML 404s.
     for path in
         ["/schedules", "/runs", "/runs?state=failed&from=2026-01-01T00:00", "/handlers", "/schedules/new"]

@@ -174,6 +174,7 @@ pub(crate) fn notice(key: Option<&String>) -> String {
         Some("resumed") => "Schedule resumed.",
         Some("run") => "A run was queued; it appears below as soon as it starts.",
         Some("deleted") => "Schedule deleted. Its run history is kept.",
+        Some("cancelled") => "Cancel sent: a waiting run ends at once, a running one when its handler stops.",
         _ => return String::new(),
     };
     format!("<p class=\"notice\" role=\"status\">{text}</p>")

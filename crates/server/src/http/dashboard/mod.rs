@@ -7,7 +7,7 @@
 //! - `schedules`: list with search and filters, detail, pause/resume/run now/delete.
 //! - `form`: the create and edit form, its parsing and its per-field errors.
 //! - `handlers`: every handler instance.
-//! - `runs`: run history with filters, and a run's detail with every attempt.
+//! - `runs`: run history with filters, and a run's detail with every attempt (and a cancel button).
 //! - `assets`: the embedded CSS and JavaScript, served with an ETag and a content hash.
 //! - `html`: escaping and the page shell shared by every page.
 //!
@@ -49,6 +49,7 @@ pub(super) fn routes() -> Router<Arc<AppState>> {
         .route("/handlers", get(handlers::page))
         .route("/runs", get(runs::list))
         .route("/runs/{run}", get(runs::detail))
+        .route("/runs/{run}/cancel", post(runs::cancel))
 }
 
 /// A dashboard failure shown as a page (the API's errors are JSON; a person gets HTML).

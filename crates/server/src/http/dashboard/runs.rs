@@ -12,7 +12,7 @@ use schedulezero_core::run::{Run, RunState};
 use schedulezero_store::{RunFilter, ScheduleFilter};
 
 use super::html::{self, Nav, esc, td, url};
-use super::{PageError, PageResult, query_map};
+use super::{PageError, PageResult, check_form_origin, query_map, see_other};
 use crate::http::native::schedules::resolve;
 use crate::http::views::{handler_entries, schedule_names};
 use crate::http::{ApiError, AppState, input};
@@ -210,7 +210,12 @@ fn local_input(v: &str) -> String {
     time_param("t", v).map(|t| t.format("%Y-%m-%dT%H:%M").to_string()).unwrap_or_default()
 }
 
-pub(super) async fn detail(State(s): State<Arc<AppState>>, Path(id): Path<String>) -> PageResult {
+pub(super) async fn detail(
+    State(s): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> PageResult {
+    let q = query_map(raw.as_deref());
     let id = input::uuid_of("run", &id)?;
     let now = s.engine.clock().now();
     let run = s
@@ -229,9 +234,18 @@ pub(super) async fn detail(State(s): State<Arc<AppState>>, Path(id): Path<String
         None => "<span class=\"dim\">none (a direct run now)</span>".into(),
     };
     let mut body = format!(
-        "<p class=\"crumbs\"><a href=\"/runs\">Runs</a> /</p><h1>Run <code class=\"id\">{id}</code> {}</h1>",
+        "<p class=\"crumbs\"><a href=\"/runs\">Runs</a> /</p>{}<h1>Run <code class=\"id\">{id}</code> {}</h1>",
+        html::notice(q.get("notice")),
         html::badge(run.state.as_str())
     );
+    if !run.state.is_terminal() {
+        let _ = write!(
+            body,
+            "<form class=\"toolbar\" method=\"post\" action=\"/runs/{id}/cancel\">\
+             <button id=\"act-cancel\" class=\"danger\" type=\"submit\">Cancel run</button>\
+             <span class=\"dim\">A waiting run is cancelled at once; a running one is told to stop. It is not retried.</span></form>"
+        );
+    }
     let _ = write!(
         body,
         "<div data-live id=\"run-detail\"><section class=\"card\" aria-labelledby=\"run-s\"><h2 id=\"run-s\">Summary</h2><dl class=\"facts\">\
@@ -322,4 +336,17 @@ pub(super) async fn detail(State(s): State<Arc<AppState>>, Path(id): Path<String
          <p class=\"dim\">Late: how long after the slot the attempt started (retries include their backoff).</p></section></div>"
     );
     Ok(html::page("Run", Nav::Runs, &s.instance_name, true, &body))
+}
+
+/// Cancels a run that has not ended (a form post; the API's `POST /api/runs/{id}/cancel` does the
+/// same for scripts).
+pub(super) async fn cancel(
+    State(s): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
+) -> PageResult {
+    check_form_origin(&headers)?;
+    let id = input::uuid_of("run", &id)?;
+    s.engine.cancel_run(id).await?;
+    Ok(see_other(&format!("/runs/{id}?notice=cancelled")))
 }
