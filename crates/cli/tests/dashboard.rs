@@ -432,6 +432,7 @@ fn in_chromium_a_schedule_is_created_fires_live_is_paused_run_now_and_deleted() 
     let (_server, addr, handler) = serve_with_v1_handler(root.path());
     let base = format!("http://{addr}");
     let shots = screenshots_dir();
+    let _ = std::fs::remove_file(shots.join("failure.png")); // from an earlier failed run
     // Company for the schedule the browser creates, so every page has something to show: a
     // daily cron, APScheduler-style fields, a one-off that fails twice, one nobody can run yet.
     for body in [
@@ -591,8 +592,10 @@ fn in_chromium_a_schedule_is_created_fires_live_is_paused_run_now_and_deleted() 
 
     let taken = std::mem::take(&mut b.taken);
     drop(b);
-    println!("dashboard screenshots ({}) in {}", taken.len(), shots.display());
+    // Straight to stderr, past the test harness's capture: the list shows in every run's log.
+    let mut list = format!("dashboard screenshots ({}) in {}\n", taken.len(), shots.display());
     for t in taken {
-        println!("  {}", t.display());
+        list.push_str(&format!("  {}\n", t.display()));
     }
+    let _ = std::io::stderr().write_all(list.as_bytes());
 }
