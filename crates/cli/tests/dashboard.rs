@@ -198,6 +198,9 @@ struct Browser {
     session: String,
     shots: PathBuf,
     taken: Vec<PathBuf>,
+    /// This browser's profile directory: it names our Chromium processes, should chromedriver
+    /// leave any behind.
+    profile: PathBuf,
 }
 
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
@@ -214,7 +217,14 @@ impl Browser {
             .next()
             .and_then(|p| p.parse().ok())
             .expect("chromedriver port");
-        let mut b = Browser { driver, port, session: String::new(), shots, taken: Vec::new() };
+        let mut b = Browser {
+            driver,
+            port,
+            session: String::new(),
+            shots,
+            taken: Vec::new(),
+            profile: profile.to_path_buf(),
+        };
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
             "goog:chromeOptions": {"binary": chromium_binary(), "args": [
@@ -370,6 +380,16 @@ impl Drop for Browser {
             let _ = self.try_call("DELETE", &path, None);
         }
         let _ = &self.driver; // killed by PID when dropped
+        // A session that never started, or a chromedriver that died, can leave Chromium running:
+        // end the processes started with this test's own profile directory, by PID.
+        let marker = format!("--user-data-dir={}", self.profile.display());
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else { continue };
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            if cmdline.split(|b| *b == 0).any(|arg| arg == marker.as_bytes()) {
+                let _ = Command::new("kill").arg("-KILL").arg(pid.to_string()).status();
+            }
+        }
     }
 }
 
