@@ -572,8 +572,8 @@ async fn render(
     };
     let _ = write!(
         out,
-        "<div class=\"preview\" aria-labelledby=\"pv-h\"><h3 id=\"pv-h\">Next 5 fire times</h3>\
-         <div id=\"preview\" aria-live=\"polite\">{preview_html}</div></div></div></section>"
+        "<section class=\"preview\" aria-labelledby=\"pv-h\"><h3 id=\"pv-h\">Next 5 fire times</h3>\
+         <div id=\"preview\" aria-live=\"polite\">{preview_html}</div></section></div></section>"
     );
 
     let _ = write!(
