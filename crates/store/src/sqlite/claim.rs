@@ -396,6 +396,13 @@ pub(super) async fn claim_due(
     }
 
     tx.commit().await.map_err(db_err(ctx))?;
+    // A finished schedule never fires again: its parsed definition would only hold memory (a
+    // server creating one-off date schedules would otherwise keep every one it ever fired).
+    for (id, next) in &next_fires {
+        if next.is_none() {
+            store.cache.forget(id);
+        }
+    }
 
     for p in planned {
         if !was_inserted(&p.id) {
@@ -507,4 +514,37 @@ async fn replace_active(
         .map_err(db_err(ctx))?;
     }
     Ok(cancel)
+}
+
+#[cfg(test)]
+mod tests {
+    use schedulezero_core::trigger::{ParseContext, Trigger};
+    use serde_json::json;
+
+    use crate::Store;
+    use crate::conformance::{at, interval, schedule, t0};
+
+    impl super::ScheduleCache {
+        fn len(&self) -> usize {
+            self.map.lock().unwrap_or_else(|e| e.into_inner()).len()
+        }
+    }
+
+    /// Date schedules fire once: a server creating them all day must not keep each one it fired.
+    #[tokio::test]
+    async fn a_schedule_the_claim_finishes_leaves_the_cache() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = super::super::SqliteStore::open_path(dir.path().join("s.db")).await.expect("open");
+        let ctx = ParseContext { now: t0(), local_zone: schedulezero_core::chrono_tz::UTC };
+        let date =
+            Trigger::parse(&json!({"type": "date", "run_date": at(10).to_rfc3339()}), &ctx).expect("date");
+        let once = schedule("once", date, Default::default());
+        let every = schedule("every", interval(60, at(10), 0), Default::default());
+        store.insert_schedule(&once).await.expect("insert");
+        store.insert_schedule(&every).await.expect("insert");
+        assert_eq!(store.cache.len(), 2, "both remembered when written");
+        let batch = store.claim_due("n", at(10), 10, false).await.expect("claim");
+        assert_eq!(batch.slots, 2);
+        assert_eq!(store.cache.len(), 1, "the finished date schedule is forgotten, the interval kept");
+    }
 }
