@@ -32,7 +32,8 @@ impl Backoff {
     /// The delay for the current number of failures in a row.
     pub fn delay(&self) -> Duration {
         let doublings = self.failures.saturating_sub(1).min(32);
-        let ms = self.restart.initial_delay_ms.saturating_mul(1u64 << doublings).min(self.restart.max_delay_ms);
+        let ms =
+            self.restart.initial_delay_ms.saturating_mul(1u64 << doublings).min(self.restart.max_delay_ms);
         Duration::from_millis(ms)
     }
 

@@ -92,9 +92,9 @@ pub fn spawn(
         // Its own group: stopping it reaches whatever it starts, and a Ctrl-C meant for the
         // governor does not reach it.
         .process_group(0);
-    let mut child = cmd.spawn().map_err(|e| {
-        std::io::Error::new(e.kind(), format!("cannot start {}: {e}", program.display()))
-    })?;
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot start {}: {e}", program.display())))?;
     let pid = child.id();
     let start_ticks = ProcessInfo::of(pid).map_or(0, |p| p.start_ticks);
     let mut cmdline = vec![program.display().to_string()];
@@ -130,7 +130,12 @@ pub fn spawn(
 }
 
 /// Copies a pipe into the log line by line until the child closes it.
-fn copy_lines(pipe: Box<dyn Read + Send>, log: &Mutex<RotatingLog>, pattern: Option<&regex::Regex>, matched: &AtomicBool) {
+fn copy_lines(
+    pipe: Box<dyn Read + Send>,
+    log: &Mutex<RotatingLog>,
+    pattern: Option<&regex::Regex>,
+    matched: &AtomicBool,
+) {
     let mut reader = BufReader::new(pipe);
     let mut line = Vec::new();
     loop {
@@ -159,7 +164,11 @@ impl Running {
     }
 
     /// Stops the whole group: `signal`, up to `grace`, SIGKILL; reaps the child.
-    pub fn stop(&mut self, signal: schedulezero_host::Signal, grace: Duration) -> (Stopped, Option<ExitStatus>) {
+    pub fn stop(
+        &mut self,
+        signal: schedulezero_host::Signal,
+        grace: Duration,
+    ) -> (Stopped, Option<ExitStatus>) {
         let child = &mut self.child;
         let mut reap = || {
             let _ = child.try_wait();

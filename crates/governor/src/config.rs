@@ -127,7 +127,12 @@ pub struct Restart {
 
 impl Default for Restart {
     fn default() -> Restart {
-        Restart { policy: RestartPolicy::Always, initial_delay_ms: 1000, max_delay_ms: 60_000, stable_after_s: 30 }
+        Restart {
+            policy: RestartPolicy::Always,
+            initial_delay_ms: 1000,
+            max_delay_ms: 60_000,
+            stable_after_s: 30,
+        }
     }
 }
 
@@ -186,8 +191,8 @@ impl Config {
 
     /// Checks `text` as the content of `file`.
     pub fn parse(text: &str, file: &Path, deployment_dir: &Path) -> Result<Config, ConfigError> {
-        let parsed: File =
-            toml::from_str(text).map_err(|e| ConfigError::Parse { file: file.into(), message: e.to_string() })?;
+        let parsed: File = toml::from_str(text)
+            .map_err(|e| ConfigError::Parse { file: file.into(), message: e.to_string() })?;
         let line = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
         let invalid = |offset: usize, key: String, message: String| ConfigError::Invalid {
             file: file.into(),
@@ -202,9 +207,8 @@ impl Config {
             None => DEFAULT_LOG_MAX_BYTES,
         };
         let auto_ports = match &parsed.governor.auto_ports {
-            Some(v) => {
-                parse_range(v.get_ref()).map_err(|m| invalid(v.span().start, "governor.auto_ports".into(), m))?
-            }
+            Some(v) => parse_range(v.get_ref())
+                .map_err(|m| invalid(v.span().start, "governor.auto_ports".into(), m))?,
             None => DEFAULT_AUTO_PORTS,
         };
 
@@ -232,14 +236,21 @@ impl Config {
             for dep in &p.depends_on {
                 let d = dep.get_ref();
                 if d == name {
-                    return Err(invalid(dep.span().start, key("depends_on"), format!("'{d}' depends on itself")));
+                    return Err(invalid(
+                        dep.span().start,
+                        key("depends_on"),
+                        format!("'{d}' depends on itself"),
+                    ));
                 }
                 if !parsed.process.contains_key(d) {
                     let known: Vec<&str> = parsed.process.keys().map(String::as_str).collect();
                     return Err(invalid(
                         dep.span().start,
                         key("depends_on"),
-                        format!("'{d}' is not a process of this deployment (processes: {})", known.join(", ")),
+                        format!(
+                            "'{d}' is not a process of this deployment (processes: {})",
+                            known.join(", ")
+                        ),
                     ));
                 }
                 if !enabled.contains(d.as_str()) {
@@ -260,7 +271,11 @@ impl Config {
             }
             for var in p.ports.keys().chain(p.env.keys()) {
                 if var.is_empty() || var.contains('=') || var.contains('\0') {
-                    return Err(invalid(at, key("env"), format!("'{var}' is not an environment variable name")));
+                    return Err(invalid(
+                        at,
+                        key("env"),
+                        format!("'{var}' is not an environment variable name"),
+                    ));
                 }
             }
             let stop_signal = match &p.stop_signal {
@@ -282,7 +297,10 @@ impl Config {
                 return Err(invalid(
                     at,
                     key("restart.max_delay_ms"),
-                    format!("{} is below initial_delay_ms ({})", restart.max_delay_ms, restart.initial_delay_ms),
+                    format!(
+                        "{} is below initial_delay_ms ({})",
+                        restart.max_delay_ms, restart.initial_delay_ms
+                    ),
                 ));
             }
             if p.server {
@@ -401,7 +419,9 @@ fn start_order(specs: &BTreeMap<String, ProcessSpec>) -> Result<Vec<String>, Vec
 }
 
 fn valid_name(name: &str) -> bool {
-    !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    !name.is_empty()
+        && name.len() <= 64
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 /// `10MB`, `512KB`, `1GB`, `1048576` (bytes).
@@ -530,7 +550,9 @@ enabled = false
         assert!(e.contains("line 3") && e.contains("udp"), "{e}");
         let e = error("[governor]\nlog_max_size = \"ten\"\n");
         assert!(e.contains("line 2") && e.contains("governor.log_max_size"), "{e}");
-        let e = error("[process.a]\ncommand = \"x\"\nserver = true\n[process.b]\ncommand = \"y\"\nserver = true\n");
+        let e = error(
+            "[process.a]\ncommand = \"x\"\nserver = true\n[process.b]\ncommand = \"y\"\nserver = true\n",
+        );
         assert!(e.contains("only one process"), "{e}");
     }
 

@@ -47,7 +47,8 @@ pub fn request(layout: &Layout, req: &Request, within: Duration) -> Result<Respo
     BufReader::new(stream)
         .read_line(&mut answer)
         .map_err(|e| format!("no answer from the supervisor within {within:?}: {e}"))?;
-    serde_json::from_str(&answer).map_err(|e| format!("the supervisor's answer is not understood ({e}): {answer}"))
+    serde_json::from_str(&answer)
+        .map_err(|e| format!("the supervisor's answer is not understood ({e}): {answer}"))
 }
 
 /// The supervisor's end: bound at `run/governor.sock` (a leftover file of a dead supervisor is

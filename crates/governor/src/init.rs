@@ -91,12 +91,21 @@ mod tests {
         // Uncommented, the examples parse too.
         let all: String = template("x")
             .lines()
-            .map(|l| if l.starts_with("# [process") || l.starts_with("# command") || l.starts_with("# args")
-                || l.starts_with("# depends_on") || l.starts_with("# readiness") || l.starts_with("# cwd")
-                || l.starts_with("# env") || l.starts_with("# restart") || l.starts_with("# ports") {
-                l.trim_start_matches("# ").to_string()
-            } else {
-                l.to_string()
+            .map(|l| {
+                if l.starts_with("# [process")
+                    || l.starts_with("# command")
+                    || l.starts_with("# args")
+                    || l.starts_with("# depends_on")
+                    || l.starts_with("# readiness")
+                    || l.starts_with("# cwd")
+                    || l.starts_with("# env")
+                    || l.starts_with("# restart")
+                    || l.starts_with("# ports")
+                {
+                    l.trim_start_matches("# ").to_string()
+                } else {
+                    l.to_string()
+                }
             })
             .collect::<Vec<_>>()
             .join("\n");

@@ -36,7 +36,8 @@ fn stop_recorded(p: &ProcState) -> Option<String> {
     }
     let signal = schedulezero_host::parse_signal(&p.stop_signal).unwrap_or(Signal::SIGTERM);
     let mut nothing = || {};
-    let stopped = schedulezero_host::stop_group(pgid, signal, Duration::from_secs(p.stop_timeout_s), &mut nothing);
+    let stopped =
+        schedulezero_host::stop_group(pgid, signal, Duration::from_secs(p.stop_timeout_s), &mut nothing);
     let how = if stopped.graceful { format!("{signal}") } else { format!("{signal}, then SIGKILL") };
     let mut line = format!("stopped {} (PID {pid}, {how})", p.name);
     if !stopped.survivors.is_empty() {
@@ -64,17 +65,20 @@ pub fn down(layout: &Layout, say: &mut dyn FnMut(&str)) -> Down {
     match pid_file.status() {
         PidStatus::Live(record) => {
             out.was_running = true;
-            let me = ProcessInfo { pid: record.pid, start_ticks: record.start_ticks, cmdline: record.cmdline };
+            let me =
+                ProcessInfo { pid: record.pid, start_ticks: record.start_ticks, cmdline: record.cmdline };
             say(&format!("stopping the supervisor of '{}' (PID {})", layout.name(), me.pid));
             let _ = schedulezero_host::group::signal_process(&me, Signal::SIGTERM);
-            let budget: u64 = state::read_procs(layout).iter().map(|p| p.stop_timeout_s + 5).sum::<u64>() + 30;
+            let budget: u64 =
+                state::read_procs(layout).iter().map(|p| p.stop_timeout_s + 5).sum::<u64>() + 30;
             let deadline = Instant::now() + Duration::from_secs(budget);
             while me.is_alive() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(50));
             }
             if me.is_alive() {
                 let _ = schedulezero_host::group::signal_process(&me, Signal::SIGKILL);
-                out.lines.push(format!("the supervisor (PID {}) did not stop within {budget} s: killed", me.pid));
+                out.lines
+                    .push(format!("the supervisor (PID {}) did not stop within {budget} s: killed", me.pid));
                 while me.is_alive() {
                     std::thread::sleep(Duration::from_millis(20));
                 }
@@ -88,7 +92,9 @@ pub fn down(layout: &Layout, say: &mut dyn FnMut(&str)) -> Down {
                 record.pid
             ));
         }
-        PidStatus::Unreadable(why) => out.lines.push(format!("replaced an unreadable supervisor PID file: {why}")),
+        PidStatus::Unreadable(why) => {
+            out.lines.push(format!("replaced an unreadable supervisor PID file: {why}"))
+        }
         PidStatus::Absent => {}
     }
     let cleaned = clean_stale(layout);

@@ -82,8 +82,11 @@ pub fn allocate(layout: &Layout, keys: &[String], range: (u16, u16)) -> Result<A
         record(layout, &again)?;
         return Ok(again);
     }
-    let others: Vec<AutoPorts> =
-        Layout::all(layout.root()).iter().filter(|l| l.name() != layout.name()).filter_map(AutoPorts::read).collect();
+    let others: Vec<AutoPorts> = Layout::all(layout.root())
+        .iter()
+        .filter(|l| l.name() != layout.name())
+        .filter_map(AutoPorts::read)
+        .collect();
     let blocks = (u32::from(range.1) - u32::from(range.0) + 1) / u32::from(size);
     if blocks == 0 {
         return Err(format!("the auto_ports range {}-{} is smaller than {size} ports", range.0, range.1));
@@ -111,8 +114,11 @@ pub fn allocate(layout: &Layout, keys: &[String], range: (u16, u16)) -> Result<A
 }
 
 fn record(layout: &Layout, ports: &AutoPorts) -> Result<(), String> {
-    schedulezero_host::write_atomically(&layout.auto_ports_file(), &serde_json::to_vec_pretty(ports).unwrap_or_default())
-        .map_err(|e| format!("{}: {e}", layout.auto_ports_file().display()))
+    schedulezero_host::write_atomically(
+        &layout.auto_ports_file(),
+        &serde_json::to_vec_pretty(ports).unwrap_or_default(),
+    )
+    .map_err(|e| format!("{}: {e}", layout.auto_ports_file().display()))
 }
 
 /// Whether a process belongs to this deployment: one of its recorded processes (same PID and
@@ -127,7 +133,8 @@ pub fn is_ours(layout: &Layout, p: &ProcessInfo, known: &[ProcState]) -> bool {
     {
         return true;
     }
-    if let schedulezero_host::PidStatus::Live(r) = schedulezero_host::PidFile::new(layout.server_pid_file()).status()
+    if let schedulezero_host::PidStatus::Live(r) =
+        schedulezero_host::PidFile::new(layout.server_pid_file()).status()
         && r.pid == p.pid
     {
         return true;
@@ -177,10 +184,17 @@ pub fn clear(layout: &Layout, uses: &[PortUse], known: &[ProcState]) -> Result<V
                     .survivors
                     .is_empty()
                 }
-                None => schedulezero_host::stop_process(&p, schedulezero_host::Signal::SIGTERM, Duration::from_secs(10)),
+                None => schedulezero_host::stop_process(
+                    &p,
+                    schedulezero_host::Signal::SIGTERM,
+                    Duration::from_secs(10),
+                ),
             };
             if !gone {
-                return Err(format!("port {} ({}): PID {} of this deployment would not stop", use_.port, use_.what, p.pid));
+                return Err(format!(
+                    "port {} ({}): PID {} of this deployment would not stop",
+                    use_.port, use_.what, p.pid
+                ));
             }
             stopped.push(format!(
                 "stopped PID {} ({}), a stale process of this deployment holding port {} ({})",
@@ -233,7 +247,11 @@ pub fn list(root: &std::path::Path, only: Option<&Layout>) -> (Vec<Listed>, Vec<
                         uses.push(PortUse { port: port_number(&zmq), what: "server zmq".into() });
                     }
                     for p in &c.processes {
-                        uses.extend(p.ports.iter().map(|(v, n)| PortUse { port: *n, what: format!("process {} {v}", p.name) }));
+                        uses.extend(
+                            p.ports
+                                .iter()
+                                .map(|(v, n)| PortUse { port: *n, what: format!("process {} {v}", p.name) }),
+                        );
                     }
                 }
             }
@@ -248,7 +266,9 @@ pub fn list(root: &std::path::Path, only: Option<&Layout>) -> (Vec<Listed>, Vec<
             }
         }
         for k in &known {
-            uses.extend(k.ports.iter().map(|(v, n)| PortUse { port: *n, what: format!("process {} {v}", k.name) }));
+            uses.extend(
+                k.ports.iter().map(|(v, n)| PortUse { port: *n, what: format!("process {} {v}", k.name) }),
+            );
         }
         let mut seen = std::collections::BTreeSet::new();
         for u in uses.into_iter().filter(|u| u.port != 0) {
@@ -256,7 +276,8 @@ pub fn list(root: &std::path::Path, only: Option<&Layout>) -> (Vec<Listed>, Vec<
                 continue;
             }
             let holder = port_holders(u.port).into_iter().next();
-            let ours = holder.as_ref().and_then(|h| h.process.as_ref()).is_some_and(|p| is_ours(layout, p, &known));
+            let ours =
+                holder.as_ref().and_then(|h| h.process.as_ref()).is_some_and(|p| is_ours(layout, p, &known));
             all.push(Listed {
                 deployment: layout.name().to_string(),
                 port: u.port,

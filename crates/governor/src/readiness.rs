@@ -52,19 +52,19 @@ pub fn probe(readiness: Option<&Readiness>, cx: &Context<'_>) -> Result<(), Stri
             if (200..300).contains(&status) { Ok(()) } else { Err(format!("GET {url} answers {status}")) }
         }
         Some(Readiness::Handler(id)) => {
-            let base = cx
-                .env
-                .get("SCHEDULEZERO_URL")
-                .ok_or("the deployment's server address is not known (no server process, no [server] http)")?;
+            let base = cx.env.get("SCHEDULEZERO_URL").ok_or(
+                "the deployment's server address is not known (no server process, no [server] http)",
+            )?;
             let url = format!("{base}/api/handlers");
             let (status, body) = http_get(&url)?;
             if status != 200 {
                 return Err(format!("GET {url} answers {status}"));
             }
-            let list: serde_json::Value = serde_json::from_str(&body).map_err(|e| format!("GET {url}: {e}"))?;
-            let connected = list["handlers"].as_array().is_some_and(|hs| {
-                hs.iter().any(|h| h["id"] == id.as_str() && h["status"] == "Connected")
-            });
+            let list: serde_json::Value =
+                serde_json::from_str(&body).map_err(|e| format!("GET {url}: {e}"))?;
+            let connected = list["handlers"]
+                .as_array()
+                .is_some_and(|hs| hs.iter().any(|h| h["id"] == id.as_str() && h["status"] == "Connected"));
             if connected { Ok(()) } else { Err(format!("handler '{id}' has not registered with {base} yet")) }
         }
     }
@@ -72,7 +72,8 @@ pub fn probe(readiness: Option<&Readiness>, cx: &Context<'_>) -> Result<(), Stri
 
 /// The server's runtime file, when it names `pid` (written once everything is bound).
 pub fn server_runtime(layout: &Layout, pid: u32) -> Result<serde_json::Value, String> {
-    let raw = std::fs::read(layout.runtime_file()).map_err(|_| "the server has not published its addresses yet".to_string())?;
+    let raw = std::fs::read(layout.runtime_file())
+        .map_err(|_| "the server has not published its addresses yet".to_string())?;
     let v: serde_json::Value =
         serde_json::from_slice(&raw).map_err(|_| "the server's runtime file is being written".to_string())?;
     if v["pid"].as_u64() == Some(u64::from(pid)) {
@@ -102,7 +103,8 @@ pub fn http_get(url: &str) -> Result<(u16, String), String> {
     let mut stream = connect(&address)?;
     let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
     let _ = stream.set_write_timeout(Some(Duration::from_secs(2)));
-    let request = format!("GET {path} HTTP/1.0\r\nHost: {authority}\r\nAccept: */*\r\nConnection: close\r\n\r\n");
+    let request =
+        format!("GET {path} HTTP/1.0\r\nHost: {authority}\r\nAccept: */*\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).map_err(|e| format!("GET {url}: {e}"))?;
     let mut raw = Vec::new();
     stream.take(4 * 1024 * 1024).read_to_end(&mut raw).map_err(|e| format!("GET {url}: {e}"))?;

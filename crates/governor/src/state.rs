@@ -47,7 +47,10 @@ pub struct ProcState {
 }
 
 pub fn write_phase(layout: &Layout, phase: &Phase) -> std::io::Result<()> {
-    schedulezero_host::write_atomically(&layout.phase_file(), &serde_json::to_vec_pretty(phase).unwrap_or_default())
+    schedulezero_host::write_atomically(
+        &layout.phase_file(),
+        &serde_json::to_vec_pretty(phase).unwrap_or_default(),
+    )
 }
 
 pub fn read_phase(layout: &Layout) -> Option<Phase> {

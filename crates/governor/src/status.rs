@@ -67,10 +67,17 @@ pub fn status(layout: &Layout) -> Status {
             pid: Some(r.pid),
             uptime_s: None,
             auto_ports: false,
-            message: Some("the supervisor was killed; `schedulezero down` stops what it left, `up` cleans and starts".into()),
+            message: Some(
+                "the supervisor was killed; `schedulezero down` stops what it left, `up` cleans and starts"
+                    .into(),
+            ),
         },
         _ => Supervisor {
-            state: if phase.as_ref().is_some_and(|p| p.phase == "failed") { "failed".into() } else { "down".into() },
+            state: if phase.as_ref().is_some_and(|p| p.phase == "failed") {
+                "failed".into()
+            } else {
+                "down".into()
+            },
             pid: None,
             uptime_s: None,
             auto_ports: false,
@@ -155,7 +162,9 @@ pub fn table(s: &Status) -> String {
         .map(|p| {
             let state = match (p.crash_loop, p.next_start_in_ms) {
                 (true, Some(ms)) => format!("{} (crash loop, retry in {})", p.state, duration(ms / 1000)),
-                (false, Some(ms)) if p.state == "backoff" => format!("backoff (retry in {:.1}s)", ms as f64 / 1000.0),
+                (false, Some(ms)) if p.state == "backoff" => {
+                    format!("backoff (retry in {:.1}s)", ms as f64 / 1000.0)
+                }
                 _ => p.state.clone(),
             };
             [
@@ -178,12 +187,8 @@ pub fn table(s: &Status) -> String {
         }
     }
     let line = |cells: Vec<&str>| {
-        let mut l: String = cells
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}", w = *w))
-            .collect::<Vec<_>>()
-            .join("  ");
+        let mut l: String =
+            cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}", w = *w)).collect::<Vec<_>>().join("  ");
         l.truncate(l.trim_end().len());
         l + "\n"
     };

@@ -151,7 +151,8 @@ pub fn run(layout: &Layout, options: Options, say: &mut dyn FnMut(&str)) -> Resu
     };
     sup.phase("up", None);
     let _ = schedulezero_host::notify("READY=1");
-    let names: Vec<String> = sup.slots.iter().map(|s| format!("{} (PID {})", s.spec.name, s.pid_text())).collect();
+    let names: Vec<String> =
+        sup.slots.iter().map(|s| format!("{} (PID {})", s.spec.name, s.pid_text())).collect();
     (sup.say)(&format!("deployment '{}' is up: {}", layout.name(), names.join(", ")));
 
     while !STOP.load(Ordering::SeqCst) {
@@ -226,9 +227,14 @@ impl Supervisor<'_> {
         if self.config.server().is_some()
             && let PidStatus::Live(r) = PidFile::new(self.layout.server_pid_file()).status()
         {
-            let p = schedulezero_host::ProcessInfo { pid: r.pid, start_ticks: r.start_ticks, cmdline: r.cmdline };
+            let p =
+                schedulezero_host::ProcessInfo { pid: r.pid, start_ticks: r.start_ticks, cmdline: r.cmdline };
             schedulezero_host::stop_process(&p, schedulezero_host::Signal::SIGTERM, Duration::from_secs(30));
-            (self.say)(&format!("stopped PID {} ({}), a server of this deployment not run by this governor", p.pid, p.command()));
+            (self.say)(&format!(
+                "stopped PID {} ({}), a server of this deployment not run by this governor",
+                p.pid,
+                p.command()
+            ));
         }
         for spec in self.config.processes.clone() {
             let ports = per_process.get(&spec.name).cloned().unwrap_or_default();
@@ -283,7 +289,8 @@ impl Supervisor<'_> {
                 let mut mine = BTreeMap::new();
                 for (var, port) in &s.ports {
                     let port = if *port == 0 {
-                        ports::any_free_port().map_err(|e| Error(format!("no free port for {} {var}: {e}", s.name)))?
+                        ports::any_free_port()
+                            .map_err(|e| Error(format!("no free port for {} {var}: {e}", s.name)))?
                     } else {
                         *port
                     };
@@ -372,7 +379,10 @@ impl Supervisor<'_> {
         match child::spawn(&slot.spec, &env, slot.log.clone()) {
             Ok(running) => {
                 if let Ok(mut log) = slot.log.lock() {
-                    log.line(format!("[governor] started {} (PID {})", slot.spec.name, running.info.pid).as_bytes());
+                    log.line(
+                        format!("[governor] started {} (PID {})", slot.spec.name, running.info.pid)
+                            .as_bytes(),
+                    );
                 }
                 slot.running = Some(running);
                 slot.env = env;
@@ -396,7 +406,17 @@ impl Supervisor<'_> {
     /// Starts slot `i` and waits for it to be ready (or to fail, or a stop signal).
     fn start_and_wait(&mut self, i: usize) -> Result<(), Error> {
         self.start(i).map_err(Error)?;
+        // Without a readiness check, started is ready: what exits later is restarted by policy.
+        let immediate = self.slots[i].spec.readiness.is_none() && !self.slots[i].spec.server;
         loop {
+            if immediate {
+                self.slots[i].state = SlotState::Running;
+                self.slots[i].ready_deadline = None;
+                self.write_state(i);
+                let s = &self.slots[i];
+                (self.say)(&format!("{} started (PID {}; no readiness check)", s.spec.name, s.pid_text()));
+                return Ok(());
+            }
             if STOP.load(Ordering::SeqCst) {
                 return Err(Error("stopped by a signal while starting".into()));
             }
@@ -474,7 +494,11 @@ impl Supervisor<'_> {
                             if let Some(r) = self.slots[i].running.as_mut() {
                                 r.stop(signal, grace);
                             }
-                            self.exited(i, format!("not ready within {} s: {why}", self.slots[i].spec.ready_timeout_s), false);
+                            self.exited(
+                                i,
+                                format!("not ready within {} s: {why}", self.slots[i].spec.ready_timeout_s),
+                                false,
+                            );
                         } else {
                             self.slots[i].not_ready = why;
                         }
@@ -483,7 +507,9 @@ impl Supervisor<'_> {
                 SlotState::Running => {
                     let stable = Duration::from_secs(self.slots[i].spec.restart.stable_after_s);
                     let slot = &mut self.slots[i];
-                    if slot.backoff.failures() > 0 && slot.running.as_ref().is_some_and(|r| r.started.elapsed() >= stable) {
+                    if slot.backoff.failures() > 0
+                        && slot.running.as_ref().is_some_and(|r| r.started.elapsed() >= stable)
+                    {
                         slot.backoff.reset();
                         self.write_state(i);
                     }
@@ -524,7 +550,8 @@ impl Supervisor<'_> {
             slot.state = SlotState::Backoff;
             slot.next_start = Some(Instant::now() + delay);
             let failures = slot.backoff.failures();
-            let looping = if slot.backoff.crash_loop() { " — crash loop, retrying at the capped delay" } else { "" };
+            let looping =
+                if slot.backoff.crash_loop() { " — crash loop, retrying at the capped delay" } else { "" };
             (self.say)(&format!(
                 "{name} exited ({exit}) after {:.1} s; restarting in {:.1} s (failure {failures} in a row){looping}",
                 ran.as_secs_f64(),
@@ -554,7 +581,10 @@ impl Supervisor<'_> {
             let pid = running.info.pid;
             (self.say)(&format!("stopped {name} (PID {pid}, {exit}){how}"));
             if !stopped.survivors.is_empty() {
-                (self.say)(&format!("{name}: {} process(es) of its group survived SIGKILL", stopped.survivors.len()));
+                (self.say)(&format!(
+                    "{name}: {} process(es) of its group survived SIGKILL",
+                    stopped.survivors.len()
+                ));
             }
         }
         self.slots[i].state = SlotState::Stopped;
@@ -576,7 +606,10 @@ impl Supervisor<'_> {
                     let names: Vec<&str> = self.slots.iter().map(|s| s.spec.name.as_str()).collect();
                     return Response {
                         ok: false,
-                        message: format!("no process '{name}' in this deployment (processes: {})", names.join(", ")),
+                        message: format!(
+                            "no process '{name}' in this deployment (processes: {})",
+                            names.join(", ")
+                        ),
                     };
                 }
             },
@@ -604,7 +637,8 @@ impl Supervisor<'_> {
             Ok(c) => c,
             Err(e) => return Response { ok: false, message: format!("not reloaded, nothing changed: {e}") },
         };
-        let (mut added, mut removed, mut changed, mut kept) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut added, mut removed, mut changed, mut kept) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for i in (0..self.slots.len()).rev() {
             let name = self.slots[i].spec.name.clone();
             match new.process(&name) {
@@ -622,12 +656,8 @@ impl Supervisor<'_> {
             }
         }
         let old_config = std::mem::replace(&mut self.config, new.clone());
-        let fresh: Vec<ProcessSpec> = new
-            .processes
-            .iter()
-            .filter(|p| !kept.contains(&p.name))
-            .cloned()
-            .collect();
+        let fresh: Vec<ProcessSpec> =
+            new.processes.iter().filter(|p| !kept.contains(&p.name)).cloned().collect();
         let (uses, per_process) = match self.resolve_ports(&fresh) {
             Ok(r) => r,
             Err(e) => {
@@ -640,7 +670,8 @@ impl Supervisor<'_> {
             return Response { ok: false, message: e };
         }
         // The slots in the new start order; changed ones get their new definition.
-        let mut old: BTreeMap<String, Slot> = self.slots.drain(..).map(|s| (s.spec.name.clone(), s)).collect();
+        let mut old: BTreeMap<String, Slot> =
+            self.slots.drain(..).map(|s| (s.spec.name.clone(), s)).collect();
         for spec in &new.processes {
             let slot = match old.remove(&spec.name) {
                 Some(mut s) if changed.contains(&spec.name) => {
@@ -652,7 +683,9 @@ impl Supervisor<'_> {
                 Some(s) => s,
                 None => {
                     added.push(spec.name.clone());
-                    match self.new_slot(spec.clone(), per_process.get(&spec.name).cloned().unwrap_or_default()) {
+                    match self
+                        .new_slot(spec.clone(), per_process.get(&spec.name).cloned().unwrap_or_default())
+                    {
                         Ok(s) => s,
                         Err(e) => return Response { ok: false, message: e.0 },
                     }
@@ -687,9 +720,9 @@ impl Supervisor<'_> {
         let slot = &self.slots[i];
         let r = slot.running.as_ref();
         let now = Instant::now();
-        let next_start_at = slot
-            .next_start
-            .map(|t| state::unix_now_ms() + u64::try_from(t.saturating_duration_since(now).as_millis()).unwrap_or(0));
+        let next_start_at = slot.next_start.map(|t| {
+            state::unix_now_ms() + u64::try_from(t.saturating_duration_since(now).as_millis()).unwrap_or(0)
+        });
         let st = ProcState {
             name: slot.spec.name.clone(),
             state: slot.state.name().into(),
@@ -723,5 +756,7 @@ fn host_of(address: &str) -> &str {
 
 /// An address to connect to: a wildcard bind is reached on loopback.
 fn connectable(url: &str) -> String {
-    url.replace("://0.0.0.0:", "://127.0.0.1:").replace("://[::]:", "://[::1]:").replace("://*:", "://127.0.0.1:")
+    url.replace("://0.0.0.0:", "://127.0.0.1:")
+        .replace("://[::]:", "://[::1]:")
+        .replace("://*:", "://127.0.0.1:")
 }

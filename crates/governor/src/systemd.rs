@@ -12,7 +12,8 @@ pub fn unit(layout: &Layout, exe: &Path) -> String {
     let governed = config.as_ref().is_some_and(|c| !c.processes.is_empty());
     let command = if governed { "up" } else { "serve" };
     // The governor stops each process within its own timeout, in reverse order.
-    let stop_s: u64 = config.as_ref().map_or(0, |c| c.processes.iter().map(|p| p.stop_timeout_s + 5).sum()) + 30;
+    let stop_s: u64 =
+        config.as_ref().map_or(0, |c| c.processes.iter().map(|p| p.stop_timeout_s + 5).sum()) + 30;
     let root = layout.root().display();
     let name = layout.name();
     format!(
