@@ -99,10 +99,10 @@ pub struct LogsArgs {
 #[derive(Args)]
 pub struct PortsArgs {
     /// The deployments root (default: $SCHEDULEZERO_HOME, else the current directory).
-    #[arg(long)]
+    #[arg(long, global = true)]
     root: Option<PathBuf>,
     /// Only this deployment (default: every deployment under the root).
-    #[arg(short = 'd', long)]
+    #[arg(short = 'd', long, global = true)]
     deployment: Option<String>,
     #[command(subcommand)]
     command: Option<PortsCommand>,

@@ -409,17 +409,7 @@ depends_on = ["a"]
 #[test]
 fn a_foreign_process_holding_a_configured_port_makes_up_refuse_naming_its_pid() {
     let mut root = Root::new();
-    let holder = Proc::spawn({
-        let mut c = Command::new("python3");
-        c.args([
-            "-u",
-            "-c",
-            "import socket,time; s=socket.socket(); s.bind(('127.0.0.1',0)); s.listen(); print('port', s.getsockname()[1]); time.sleep(300)",
-        ]);
-        c
-    });
-    let line = holder.wait_line("port ");
-    let port: u16 = line.trim_start_matches("port ").trim().parse().expect("port number");
+    let (holder, port) = listener(&[]);
     root.configure(
         "default",
         &format!(
@@ -722,4 +712,60 @@ fn get(base: &str, path: &str) -> (u16, Value) {
     let status = raw.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
     let body = raw.split_once("\r\n\r\n").map_or("", |(_, b)| b);
     (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+/// A python listener on a free port; `env` marks it (or not) as a process of a deployment.
+fn listener(env: &[(&str, &Path)]) -> (Proc, u16) {
+    let mut c = Command::new("python3");
+    c.args([
+        "-u",
+        "-c",
+        "import socket,time; s=socket.socket(); s.bind(('127.0.0.1',0)); s.listen(); print('port', s.getsockname()[1]); time.sleep(300)",
+    ]);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let p = Proc::spawn(c);
+    let port = p.wait_line("port ").trim_start_matches("port ").trim().parse().expect("port number");
+    (p, port)
+}
+
+#[test]
+fn a_stale_process_of_the_deployment_holding_its_port_is_stopped_by_up() {
+    let mut root = Root::new();
+    // Left over from an earlier run of this deployment: its environment says whose it is.
+    let dep = PathBuf::from("default");
+    let (stale, port) = listener(&[("SCHEDULEZERO_HOME", root.path()), ("SCHEDULEZERO_DEPLOYMENT", &dep)]);
+    root.configure(
+        "default",
+        &format!("[process.web]\ncommand = \"sleep\"\nargs = [\"1000\"]\nports = {{ PORT = {port} }}\n"),
+    );
+    root.up_ok("default", &[]);
+    let log = std::fs::read_to_string(root.dep("default").join("logs/governor.log")).expect("governor log");
+    assert!(
+        log.contains(&format!("stopped PID {}", stale.child.id()))
+            && log.contains("stale process of this deployment"),
+        "{log}"
+    );
+    assert!(ProcessInfo::of(stale.child.id()).is_none(), "the stale holder is gone");
+    assert_eq!(root.process("default", "web")["ports"]["PORT"], port);
+}
+
+#[test]
+fn ports_free_stops_the_holder_with_yes_and_refuses_without_a_terminal() {
+    let root = Root::new();
+    let (holder, port) = listener(&[]);
+    let out = bin().args(["ports", "free", &port.to_string()]).output().expect("ports free");
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--yes"), "{}", text(&out));
+    assert!(ProcessInfo::of(holder.child.id()).is_some(), "left alone without confirmation");
+    let out = bin()
+        .args(["ports", "free", &port.to_string(), "--yes", "--root"])
+        .arg(root.path())
+        .output()
+        .expect("ports free");
+    assert!(out.status.success(), "{}", text(&out));
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(said.contains(&format!("PID {}", holder.child.id())) && said.contains("stopped"), "{said}");
+    assert!(port_holders(port).is_empty(), "port {port} is free");
 }

@@ -160,12 +160,15 @@ pub fn table(s: &Status) -> String {
         .processes
         .iter()
         .map(|p| {
-            let state = match (p.crash_loop, p.next_start_in_ms) {
-                (true, Some(ms)) => format!("{} (crash loop, retry in {})", p.state, duration(ms / 1000)),
-                (false, Some(ms)) if p.state == "backoff" => {
-                    format!("backoff (retry in {:.1}s)", ms as f64 / 1000.0)
-                }
-                _ => p.state.clone(),
+            let retry = match p.next_start_in_ms {
+                Some(ms) if p.state == "backoff" => format!("retry in {:.1}s", ms as f64 / 1000.0),
+                _ => String::new(),
+            };
+            let state = match (p.crash_loop, retry.is_empty()) {
+                (true, true) => format!("{} (crash loop)", p.state),
+                (true, false) => format!("{} (crash loop, {retry})", p.state),
+                (false, false) => format!("{} ({retry})", p.state),
+                (false, true) => p.state.clone(),
             };
             [
                 p.name.clone(),
