@@ -465,6 +465,16 @@ fn two_deployments_from_init_run_side_by_side_with_auto_ports() {
         assert_eq!((status, body["status"].as_str()), (200, Some("ok")), "{name}: {body}");
         seen.push((auto["first"].as_u64().expect("first"), auto["size"].as_u64().expect("size")));
     }
+    // A crashed server is restarted on the same ports, so handlers find it again.
+    let before = read_json(&root.dep("alpha").join("run/server.json")).expect("runtime file");
+    let server = pid_of(&root.process("alpha", "server"));
+    kill9(server);
+    root.wait_process("alpha", "server", "a restart", |p| {
+        p["state"] == "running" && p["pid"].as_u64().is_some_and(|pid| pid as u32 != server)
+    });
+    let after = read_json(&root.dep("alpha").join("run/server.json")).expect("runtime file again");
+    assert_eq!((&after["http"], &after["zmq"]), (&before["http"], &before["zmq"]));
+    assert_ne!(after["pid"], before["pid"]);
     let ((a, an), (b, bn)) = (seen[0], seen[1]);
     assert!(a + an <= b || b + bn <= a, "blocks overlap: {seen:?}");
     let out = bin().args(["ports", "--root"]).arg(root.path()).output().expect("ports");

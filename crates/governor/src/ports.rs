@@ -113,6 +113,27 @@ pub fn allocate(layout: &Layout, keys: &[String], range: (u16, u16)) -> Result<A
     ))
 }
 
+/// Adds the `keys` not assigned yet to free ports of the block in use (a reload), keeping every
+/// port already assigned.
+pub fn extend(layout: &Layout, current: &AutoPorts, keys: &[String]) -> Result<AutoPorts, String> {
+    let mut next = current.clone();
+    for key in keys.iter().filter(|k| !current.assigned.contains_key(*k)) {
+        let taken: Vec<u16> = next.assigned.values().copied().collect();
+        let port = (next.first..next.first.saturating_add(next.size))
+            .find(|p| !taken.contains(p) && is_free(*p))
+            .ok_or_else(|| {
+                format!(
+                    "no free port left for {key} in this deployment's block {}-{}; `down` then `up --auto-ports` allocates a larger one",
+                    next.first,
+                    next.first + next.size - 1
+                )
+            })?;
+        next.assigned.insert(key.clone(), port);
+    }
+    record(layout, &next)?;
+    Ok(next)
+}
+
 fn record(layout: &Layout, ports: &AutoPorts) -> Result<(), String> {
     schedulezero_host::write_atomically(
         &layout.auto_ports_file(),

@@ -266,7 +266,9 @@ impl Supervisor<'_> {
             }
             let auto = match &self.auto {
                 Some(a) if keys.iter().all(|k| a.assigned.contains_key(k)) => a.clone(),
-                _ => ports::allocate(&self.layout, &keys, self.config.auto_ports).map_err(Error)?,
+                // Running (a reload): the ports in use stay; new ones come from the same block.
+                Some(a) => ports::extend(&self.layout, a, &keys).map_err(Error)?,
+                None => ports::allocate(&self.layout, &keys, self.config.auto_ports).map_err(Error)?,
             };
             for s in specs {
                 let mut mine = BTreeMap::new();
@@ -665,6 +667,21 @@ impl Supervisor<'_> {
                 return Response { ok: false, message: e.0 };
             }
         };
+        // A port of a process left running is a conflict in the new file, not a stale holder.
+        for u in &uses {
+            if let Some(slot) =
+                self.slots.iter().find(|s| s.ports.values().any(|p| *p == u.port) && s.running.is_some())
+            {
+                self.config = old_config;
+                return Response {
+                    ok: false,
+                    message: format!(
+                        "not reloaded: port {} ({}) is used by process '{}', which keeps running",
+                        u.port, u.what, slot.spec.name
+                    ),
+                };
+            }
+        }
         let known = state::read_procs(&self.layout);
         if let Err(e) = ports::clear(&self.layout, &uses, &known) {
             return Response { ok: false, message: e };
