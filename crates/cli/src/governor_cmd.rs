@@ -294,30 +294,34 @@ pub fn logs(args: LogsArgs) -> anyhow::Result<()> {
         bail!("no logs in {} yet; start the deployment with `schedulezero up`", layout.logs_dir().display());
     }
     let several = names.len() > 1;
-    for name in &names {
-        if several {
-            say(&format!("==> {name} <=="));
-        }
-        for line in logs::last_lines(&layout.log_file(name), args.lines)? {
-            say(&line);
-        }
-    }
     if !args.follow {
+        for name in &names {
+            if several {
+                say(&format!("==> {name} <=="));
+            }
+            for line in logs::last_lines(&layout.log_file(name), args.lines)? {
+                say(&line);
+            }
+        }
         return Ok(());
     }
+    // One thread per log; several logs are told apart by a prefix on each line.
     let threads: Vec<_> = names
         .into_iter()
         .map(|name| {
             let path = layout.log_file(&name);
             let prefix = if several { format!("{name} | ") } else { String::new() };
+            let last = args.lines;
             std::thread::spawn(move || {
                 let mut out = Prefixed { prefix, pending: Vec::new() };
-                let _ = logs::follow(&path, &mut out, &|| false);
+                logs::follow(&path, last, &mut out, &|| false)
             })
         })
         .collect();
     for t in threads {
-        let _ = t.join();
+        if let Ok(Err(e)) = t.join() {
+            bail!("following the log: {e}");
+        }
     }
     Ok(())
 }

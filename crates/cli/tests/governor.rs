@@ -308,7 +308,7 @@ fn a_killed_child_is_restarted_with_backoff_and_a_crash_loop_keeps_being_retried
 [process.steady]
 command = "sleep"
 args = ["1000"]
-restart = { initial_delay_ms = 400, max_delay_ms = 5000 }
+restart = { initial_delay_ms = 2000, max_delay_ms = 5000 }
 
 [process.crashy]
 command = "sh"
@@ -320,7 +320,7 @@ restart = { initial_delay_ms = 50, max_delay_ms = 200 }
     let before = root.process("default", "steady");
     let old = pid_of(&before);
     kill9(old);
-    // Seen backing off first (400 ms is long enough to catch), then running again.
+    // Seen backing off first (for 2 s: long enough to catch on a busy machine), then running again.
     let backing = root.wait_process("default", "steady", "backoff", |p| p["state"] == "backoff");
     assert_eq!(backing["last_exit"], "signal 9 (SIGKILL)", "{backing}");
     assert!(backing["next_start_in_ms"].as_u64().is_some(), "{backing}");
@@ -576,6 +576,10 @@ log_keep = 2
 command = "python3"
 args = ["-u", "-c", "import time\nfor i in range(400): print(f'line {i:04d} ' + 'x' * 40)\nprint('done writing')\ntime.sleep(1000)"]
 readiness = { log = "done writing" }
+
+[process.ticker]
+command = "python3"
+args = ["-u", "-c", "import time\ni = 0\nwhile True:\n    print(f'tick {i:05d} ' + 'y' * 80)\n    i += 1\n    time.sleep(0.03)"]
 "#,
     );
     root.up_ok("default", &[]);
@@ -603,15 +607,20 @@ readiness = { log = "done writing" }
     assert!(printed.contains("line 0399") && printed.contains("done writing"), "{printed}");
     assert_eq!(printed.lines().count(), 2, "{printed}");
 
-    // `logs -f` prints what is written afterwards (here: the governor's own lines on restart).
+    // `logs -f` goes on across rotations: a ticker's lines come out once each, in order.
     let mut follow = bin();
-    follow.args(["logs", "chatty", "-f", "-n", "0", "--root"]).arg(root.path());
+    follow.args(["logs", "ticker", "-f", "-n", "1", "--root"]).arg(root.path());
     let follower = Proc::spawn(follow);
-    std::thread::sleep(Duration::from_millis(500));
-    let out = root.run("default", &["restart", "chatty"]);
-    assert!(out.status.success(), "{}", text(&out));
-    follower.wait_line("[governor] chatty stopped");
-    follower.wait_line("done writing");
+    let ticks: Vec<u32> = (0..60)
+        .map(|_| {
+            let line = follower.wait_line("tick ");
+            line.split_whitespace().nth(1).and_then(|n| n.parse().ok()).expect("tick number")
+        })
+        .collect();
+    let expected: Vec<u32> = (ticks[0]..ticks[0] + 60).collect();
+    assert_eq!(ticks, expected, "no line lost or repeated while following");
+    let rotated = std::fs::read_to_string(logs.join("ticker.log.1")).expect("the ticker's log rotated");
+    assert!(rotated.contains("tick "), "{rotated}");
 }
 
 #[test]

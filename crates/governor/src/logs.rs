@@ -69,13 +69,21 @@ impl RotatingLog {
 pub fn last_lines(path: &Path, n: usize) -> std::io::Result<Vec<String>> {
     let mut file = File::open(path)?;
     let len = file.metadata()?.len();
+    last_lines_of(&mut file, len, n)
+}
+
+/// The last `n` lines of the first `len` bytes of `file`.
+fn last_lines_of(file: &mut File, len: u64, n: usize) -> std::io::Result<Vec<String>> {
+    if n == 0 {
+        return Ok(Vec::new());
+    }
     // Read back from the end in growing windows until n lines are in, or the start is reached.
     let mut window: u64 = 64 * 1024;
     loop {
         let from = len.saturating_sub(window);
         file.seek(SeekFrom::Start(from))?;
         let mut buf = Vec::new();
-        file.read_to_end(&mut buf)?;
+        Read::by_ref(file).take(len - from).read_to_end(&mut buf)?;
         let text = String::from_utf8_lossy(&buf);
         let mut lines: Vec<&str> = text.lines().collect();
         if from > 0 && !lines.is_empty() {
@@ -89,11 +97,12 @@ pub fn last_lines(path: &Path, n: usize) -> std::io::Result<Vec<String>> {
     }
 }
 
-/// Copies what is appended to `path` to `out` until `stop` says so, across rotations: when the
-/// path names another file (the old one was renamed to `.1`), the rest of the old file is
-/// written first, then the new one from its start. Starts at the current end of the file.
-pub fn follow(path: &Path, out: &mut dyn Write, stop: &dyn Fn() -> bool) -> std::io::Result<()> {
-    let mut current = open_at_end(path);
+/// Writes the last `last` lines of `path` to `out`, then what is appended to it until `stop`
+/// says so, across rotations: when the path names another file (the old one was renamed to
+/// `.1`), the rest of the old file is written first, then the new one from its start. The file
+/// is opened once for both, so no line written meanwhile is lost or printed twice.
+pub fn follow(path: &Path, last: usize, out: &mut dyn Write, stop: &dyn Fn() -> bool) -> std::io::Result<()> {
+    let mut current = open_with_tail(path, last, out)?;
     loop {
         if let Some((file, _)) = current.as_mut() {
             copy_available(file, out)?;
@@ -104,8 +113,15 @@ pub fn follow(path: &Path, out: &mut dyn Write, stop: &dyn Fn() -> bool) -> std:
         let now = std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()));
         match (&mut current, now) {
             (Some((file, id)), Some(now_id)) if *id != now_id => {
-                // Rotated: finish the old file, then read the new one from its beginning.
+                // Rotated: finish the old file, then any file rotated since (when it rotated
+                // more than once between two looks), then the new one from its beginning.
                 copy_available(file, out)?;
+                let old_id = *id;
+                for between in rotated_since(path, old_id) {
+                    if let Ok(mut f) = File::open(&between) {
+                        copy_available(&mut f, out)?;
+                    }
+                }
                 current = File::open(path).ok().map(|f| (f, now_id));
             }
             (None, Some(now_id)) => current = File::open(path).ok().map(|f| (f, now_id)),
@@ -115,11 +131,32 @@ pub fn follow(path: &Path, out: &mut dyn Write, stop: &dyn Fn() -> bool) -> std:
     }
 }
 
-fn open_at_end(path: &Path) -> Option<(File, (u64, u64))> {
-    let mut file = File::open(path).ok()?;
-    let meta = file.metadata().ok()?;
-    file.seek(SeekFrom::End(0)).ok()?;
-    Some((file, (meta.dev(), meta.ino())))
+/// The rotated files newer than the one with identity `old` (`NAME.log.{j-1}` … `.1` when the
+/// old one is now `.j`), oldest first; none when the old one is not found (deleted already).
+fn rotated_since(path: &Path, old: (u64, u64)) -> Vec<PathBuf> {
+    let numbered = |k: usize| PathBuf::from(format!("{}.{k}", path.display()));
+    let found = (1..=100).find(|k| std::fs::metadata(numbered(*k)).is_ok_and(|m| (m.dev(), m.ino()) == old));
+    match found {
+        Some(j) => (1..j).rev().map(numbered).collect(),
+        None => Vec::new(),
+    }
+}
+
+fn open_with_tail(
+    path: &Path,
+    last: usize,
+    out: &mut dyn Write,
+) -> std::io::Result<Option<(File, (u64, u64))>> {
+    let Ok(mut file) = File::open(path) else { return Ok(None) };
+    let meta = file.metadata()?;
+    let len = meta.len();
+    for line in last_lines_of(&mut file, len, last)? {
+        out.write_all(line.as_bytes())?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    file.seek(SeekFrom::Start(len))?;
+    Ok(Some((file, (meta.dev(), meta.ino()))))
 }
 
 fn copy_available(file: &mut File, out: &mut dyn Write) -> std::io::Result<()> {
@@ -195,14 +232,15 @@ mod tests {
         let follower_path = path.clone();
         let follower = std::thread::spawn(move || {
             let mut out = Vec::new();
-            follow(&follower_path, &mut out, &|| rx.try_recv().is_ok()).expect("follow");
+            follow(&follower_path, 0, &mut out, &|| rx.try_recv().is_ok()).expect("follow");
             String::from_utf8(out).expect("utf-8")
         });
         std::thread::sleep(Duration::from_millis(300));
+        // Bursts of ~100 lines (about two rotations) between two looks of the follower.
         for i in 0..200 {
             log.line(format!("followed {i:03} {}", "y".repeat(30)).as_bytes());
-            if i % 20 == 0 {
-                std::thread::sleep(Duration::from_millis(150));
+            if i % 100 == 0 {
+                std::thread::sleep(Duration::from_millis(300));
             }
         }
         std::thread::sleep(Duration::from_millis(500));
