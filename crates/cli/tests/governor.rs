@@ -788,3 +788,26 @@ fn ports_free_stops_the_holder_with_yes_and_refuses_without_a_terminal() {
     assert!(said.contains(&format!("PID {}", holder.child.id())) && said.contains("stopped"), "{said}");
     assert!(port_holders(port).is_empty(), "port {port} is free");
 }
+
+#[test]
+fn ports_lists_each_deployments_ports_and_the_conflicts_between_them() {
+    let mut root = Root::new();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    for name in ["one", "two"] {
+        root.configure(
+            name,
+            &format!("[process.web]\ncommand = \"sleep\"\nargs = [\"1000\"]\nports = {{ PORT = {port} }}\n"),
+        );
+    }
+    let out = bin().args(["ports", "--root"]).arg(root.path()).output().expect("ports");
+    assert!(out.status.success(), "{}", text(&out));
+    let listing = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        listing.contains("one") && listing.contains("two") && listing.contains("process web PORT"),
+        "{listing}"
+    );
+    assert!(listing.contains(&format!("conflict: port {port}: deployment 'one'")), "{listing}");
+    let only = bin().args(["ports", "-d", "one", "--root"]).arg(root.path()).output().expect("ports -d");
+    let listing = String::from_utf8_lossy(&only.stdout).to_string();
+    assert!(listing.contains("one") && !listing.contains("two"), "{listing}");
+}
