@@ -394,7 +394,7 @@ impl Supervisor<'_> {
                 Ok(())
             }
             Err(e) => {
-                let message = format!("{}: {e}", slot.spec.name);
+                let message = format!("process '{}': {e}", slot.spec.name);
                 slot.last_exit = Some(format!("could not start: {e}"));
                 let delay = slot.backoff.exited(Duration::ZERO);
                 slot.state = SlotState::Backoff;
