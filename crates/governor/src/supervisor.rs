@@ -425,9 +425,13 @@ impl Supervisor<'_> {
             if let Some(status) = self.slots[i].running.as_mut().and_then(|r| r.exited()) {
                 let name = self.slots[i].spec.name.clone();
                 let exit = child::describe_exit(status);
-                self.slots[i].last_exit = Some(exit.clone());
-                self.slots[i].running = None;
-                self.slots[i].state = SlotState::Failed;
+                // Backing off: a later try is due (after `up`, which gives up, this is moot;
+                // after a restart or reload, the supervisor tries again by itself).
+                let slot = &mut self.slots[i];
+                let ran = slot.running.take().map_or(Duration::ZERO, |r| r.started.elapsed());
+                slot.last_exit = Some(exit.clone());
+                slot.next_start = Some(Instant::now() + slot.backoff.exited(ran));
+                slot.state = SlotState::Backoff;
                 self.write_state(i);
                 let tail = crate::logs::last_lines(&self.layout.log_file(&name), 10).unwrap_or_default();
                 return Err(Error(format!(
@@ -625,6 +629,15 @@ impl Supervisor<'_> {
             self.slots[i].backoff.reset();
             self.slots[i].restarts += 1;
             if let Err(e) = self.start_and_wait(i) {
+                // What was stopped for this restart is not left stopped: it starts with the
+                // next rounds, as after a crash.
+                let stopped: Vec<usize> =
+                    targets.iter().copied().filter(|&j| self.slots[j].running.is_none() && j != i).collect();
+                for j in stopped {
+                    self.slots[j].state = SlotState::Backoff;
+                    self.slots[j].next_start = Some(Instant::now());
+                    self.write_state(j);
+                }
                 return Response { ok: false, message: e.0 };
             }
             lines.push(format!("restarted {} (PID {})", self.slots[i].spec.name, self.slots[i].pid_text()));
@@ -715,7 +728,17 @@ impl Supervisor<'_> {
             if (added.contains(&name) || changed.contains(&name))
                 && let Err(e) = self.start_and_wait(i)
             {
-                return Response { ok: false, message: e.0 };
+                // The others still to start are started by the next rounds, as after a crash.
+                for j in i + 1..self.slots.len() {
+                    let later = self.slots[j].spec.name.clone();
+                    if (added.contains(&later) || changed.contains(&later)) && self.slots[j].running.is_none()
+                    {
+                        self.slots[j].state = SlotState::Backoff;
+                        self.slots[j].next_start = Some(Instant::now());
+                        self.write_state(j);
+                    }
+                }
+                return Response { ok: false, message: format!("reloaded in part: {}", e.0) };
             }
         }
         removed.sort();
