@@ -80,7 +80,6 @@ struct Slot {
     restarts: u32,
     last_exit: Option<String>,
     ready_deadline: Option<Instant>,
-    not_ready: String,
     next_start: Option<Instant>,
 }
 
@@ -138,7 +137,12 @@ pub fn run(layout: &Layout, options: Options, say: &mut dyn FnMut(&str)) -> Resu
     let result = sup.start_all(&known);
     if let Err(e) = result {
         sup.stop_all();
-        sup.phase("failed", Some(e.0.clone()));
+        if STOP.load(Ordering::SeqCst) {
+            // Stopped on purpose (`down`, Ctrl-C) while starting: not a failure to report later.
+            let _ = std::fs::remove_file(layout.phase_file());
+        } else {
+            sup.phase("failed", Some(e.0.clone()));
+        }
         return Err(e);
     }
     let control = match Control::bind(layout) {
@@ -210,7 +214,6 @@ impl Supervisor<'_> {
             restarts: 0,
             last_exit: None,
             ready_deadline: None,
-            not_ready: String::new(),
             next_start: None,
         })
     }
@@ -505,8 +508,6 @@ impl Supervisor<'_> {
                                 format!("not ready within {} s: {why}", self.slots[i].spec.ready_timeout_s),
                                 false,
                             );
-                        } else {
-                            self.slots[i].not_ready = why;
                         }
                     }
                 },
