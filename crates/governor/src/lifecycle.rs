@@ -103,3 +103,68 @@ pub fn down(layout: &Layout, say: &mut dyn FnMut(&str)) -> Down {
     let _ = pid_file.clean_if_stale();
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::CommandExt;
+
+    /// A child killed on drop, so a failed assertion leaves nothing behind.
+    struct Kid(std::process::Child);
+
+    impl Drop for Kid {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    fn record(name: &str, p: &ProcessInfo, start_ticks: u64) -> ProcState {
+        ProcState {
+            name: name.into(),
+            state: "running".into(),
+            pid: Some(p.pid),
+            pgid: Some(p.pid),
+            start_ticks: Some(start_ticks),
+            cmdline: p.cmdline.clone(),
+            started_at: None,
+            restarts: 0,
+            failures: 0,
+            crash_loop: false,
+            last_exit: None,
+            next_start_at: None,
+            ports: Default::default(),
+            stop_signal: "TERM".into(),
+            stop_timeout_s: 5,
+        }
+    }
+
+    #[test]
+    fn a_recorded_process_is_stopped_but_a_recycled_pid_is_never_signalled() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let layout = Layout::new(root.path(), "default").expect("layout");
+        let ours =
+            Kid(std::process::Command::new("sleep").arg("30").process_group(0).spawn().expect("sleep"));
+        let stranger =
+            Kid(std::process::Command::new("sleep").arg("30").process_group(0).spawn().expect("sleep"));
+        let ours_info = ProcessInfo::of(ours.0.id()).expect("ours");
+        let stranger_info = ProcessInfo::of(stranger.0.id()).expect("stranger");
+        state::write_proc(&layout, &record("ours", &ours_info, ours_info.start_ticks)).expect("state");
+        // The same PID, another start time: the file names a process that is gone, and the PID
+        // now belongs to someone else.
+        state::write_proc(&layout, &record("recycled", &stranger_info, stranger_info.start_ticks + 1))
+            .expect("state");
+
+        let done = clean_stale(&layout);
+        assert_eq!(done.len(), 1, "{done:?}");
+        assert!(done[0].starts_with(&format!("stopped ours (PID {}", ours_info.pid)), "{done:?}");
+        let mut ours = ours;
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while ours.0.try_wait().expect("wait").is_none() {
+            assert!(std::time::Instant::now() < deadline, "ours was not stopped");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(stranger_info.is_alive(), "a recycled PID must not be signalled");
+        assert!(state::read_procs(&layout).is_empty(), "state files removed");
+    }
+}

@@ -118,3 +118,52 @@ pub fn http_get(url: &str) -> Result<(u16, String), String> {
     let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_string();
     Ok((status, body))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    fn cx<'a>(layout: &'a Layout, env: &'a BTreeMap<String, String>) -> Context<'a> {
+        Context { layout, env, pid: 1, server: false, log_matched: false }
+    }
+
+    #[test]
+    fn tcp_and_http_probes_pass_only_when_something_answers() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let layout = Layout::new(dir.path(), "default").expect("layout");
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let env: BTreeMap<String, String> = [("PORT".to_string(), port.to_string())].into();
+        assert!(probe(Some(&Readiness::Tcp(TcpTarget::Port(port))), &cx(&layout, &env)).is_ok());
+        assert!(
+            probe(Some(&Readiness::Tcp(TcpTarget::Address("${PORT}".into()))), &cx(&layout, &env)).is_ok()
+        );
+
+        // An HTTP server answering 204, then 503 (its own listener: the one above has the TCP
+        // probes' connections waiting).
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let env: BTreeMap<String, String> =
+            [("PORT".to_string(), listener.local_addr().expect("addr").port().to_string())].into();
+        let server = std::thread::spawn(move || {
+            for status in ["204 No Content", "503 Service Unavailable"] {
+                let (mut s, _) = listener.accept().expect("accept");
+                let mut buf = [0u8; 1024];
+                let _ = s.read(&mut buf);
+                let _ = s.write_all(format!("HTTP/1.0 {status}\r\nContent-Length: 0\r\n\r\n").as_bytes());
+            }
+        });
+        let http = Readiness::Http("http://127.0.0.1:${PORT}/health".into());
+        assert_eq!(probe(Some(&http), &cx(&layout, &env)), Ok(()));
+        let err = probe(Some(&http), &cx(&layout, &env)).expect_err("503 is not ready");
+        assert!(err.contains("503"), "{err}");
+        server.join().expect("server");
+
+        let closed = TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+        let err =
+            probe(Some(&Readiness::Tcp(TcpTarget::Port(closed))), &cx(&layout, &env)).expect_err("closed");
+        assert!(err.contains("connecting to 127.0.0.1"), "{err}");
+        let err = probe(Some(&Readiness::Log("ready".into())), &cx(&layout, &env)).expect_err("no line yet");
+        assert!(err.contains("/ready/"), "{err}");
+    }
+}
