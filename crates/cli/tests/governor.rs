@@ -811,3 +811,47 @@ fn ports_lists_each_deployments_ports_and_the_conflicts_between_them() {
     let listing = String::from_utf8_lossy(&only.stdout).to_string();
     assert!(listing.contains("one") && !listing.contains("two"), "{listing}");
 }
+
+#[test]
+fn a_python_sdk_handler_finds_the_server_through_the_environment_alone() {
+    let mut root = Root::new();
+    let sdk = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sdk/python");
+    root.configure(
+        "default",
+        &format!(
+            r#"
+[server]
+http = "127.0.0.1:0"
+zmq = "tcp://127.0.0.1:0"
+
+[process.server]
+command = "schedulezero"
+args = ["serve"]
+server = true
+
+[process.reports]
+command = "python3"
+args = ["-u", "{example}"]
+env = {{ PYTHONPATH = "{src}" }}
+depends_on = ["server"]
+readiness = {{ handler = "reports" }}
+"#,
+            example = sdk.join("examples/reports_handler.py").display(),
+            src = sdk.join("src").display()
+        ),
+    );
+    root.up_ok("default", &[]);
+    let runtime = read_json(&root.dep("default").join("run/server.json")).expect("runtime");
+    let (_, handlers) = get(runtime["http"].as_str().expect("http"), "/api/handlers");
+    let reports = handlers["handlers"]
+        .as_array()
+        .and_then(|hs| hs.iter().find(|h| h["id"] == "reports"))
+        .cloned()
+        .unwrap_or_else(|| panic!("reports is not registered: {handlers}"));
+    assert_eq!(reports["status"], "Connected", "{reports}");
+    let log = std::fs::read_to_string(root.dep("default").join("logs/reports.log")).expect("its log");
+    assert!(
+        log.contains(runtime["zmq"].as_str().expect("zmq")),
+        "it connected to the endpoint it was given: {log}"
+    );
+}

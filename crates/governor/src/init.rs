@@ -45,14 +45,15 @@ stop_timeout_s = 20                     # then SIGKILL to its whole process grou
 # depends_on = ["server"]
 # readiness = { handler = "exec" }      # ready once registered with the server as handler 'exec'
 
-# A handler written with the Python SDK (pip install ./sdk/python; write worker.py first).
-# [process.worker]
+# A handler written with the Python SDK: `pip install ./sdk/python` from the repository, and copy
+# sdk/python/examples/reports_handler.py into this directory first.
+# [process.reports]
 # command = "python3"
-# args = ["-u", "worker.py"]
+# args = ["-u", "reports_handler.py"]
 # cwd = "."                             # relative to this directory
-# env = { WORKER_CONCURRENCY = "4" }
+# env = { PYTHONUNBUFFERED = "1" }
 # depends_on = ["server"]
-# readiness = { log = "registered" }    # a regular expression matched against its output
+# readiness = { log = "registered with" }   # a regular expression matched against its output
 # restart = { policy = "always", initial_delay_ms = 1000, max_delay_ms = 60000, stable_after_s = 30 }
 
 # Any other program: a web backend with its port handed over in $PORT.
