@@ -41,9 +41,11 @@ pub struct Process {
     pub last_exit: Option<String>,
     /// Milliseconds until the next start, while backing off.
     pub next_start_in_ms: Option<u64>,
-    /// Average CPU use since it started, in percent of one core.
+    /// Average CPU use since it started, in percent of one core (its process group's, not
+    /// counting children that have exited).
     pub cpu_percent: Option<f64>,
     pub cpu_seconds: Option<f64>,
+    /// Resident memory of its process group.
     pub memory_bytes: Option<u64>,
     pub ports: std::collections::BTreeMap<String, u16>,
 }
@@ -119,7 +121,22 @@ fn process(s: state::ProcState) -> Process {
         }
         _ => None,
     };
-    let usage = live.as_ref().and_then(|p| p.usage());
+    // The whole group counts: a `sh -c` wrapper is tiny, the program it runs is not.
+    let usage = live.as_ref().and_then(|leader| {
+        let mut total = leader.usage()?;
+        let pgid = s.pgid.unwrap_or(leader.pid);
+        for member in schedulezero_host::group_members(pgid) {
+            if member.pid != leader.pid
+                && member.start_ticks >= leader.start_ticks
+                && let Some(u) = member.usage()
+            {
+                total.cpu_seconds += u.cpu_seconds;
+                total.rss_bytes += u.rss_bytes;
+                total.threads += u.threads;
+            }
+        }
+        Some(total)
+    });
     let uptime = live.as_ref().and_then(|p| p.uptime_seconds());
     let recorded_alive = matches!(s.state.as_str(), "running" | "starting");
     Process {
