@@ -43,3 +43,25 @@ WantedBy=multi-user.target
         exe = exe.display()
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_deployment_with_processes_runs_the_governor_and_one_without_runs_the_server() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let layout = Layout::new(root.path(), "prod").expect("layout");
+        let exe = Path::new("/usr/local/bin/schedulezero");
+        let bare = unit(&layout, exe);
+        assert!(bare.contains("Type=notify"), "{bare}");
+        assert!(bare.contains("ExecStart=/usr/local/bin/schedulezero serve --root "), "{bare}");
+        std::fs::create_dir_all(layout.dir()).expect("dir");
+        std::fs::write(layout.config_file(), "[process.a]\ncommand = \"sleep\"\nstop_timeout_s = 40\n")
+            .expect("config");
+        let governed = unit(&layout, exe);
+        assert!(governed.contains("ExecStart=/usr/local/bin/schedulezero up --root "), "{governed}");
+        assert!(governed.contains("-d prod") && governed.contains("KillMode=mixed"), "{governed}");
+        assert!(governed.contains("TimeoutStopSec=75"), "the stop timeouts are covered: {governed}");
+    }
+}
