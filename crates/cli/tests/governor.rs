@@ -855,3 +855,47 @@ readiness = {{ handler = "reports" }}
         "it connected to the endpoint it was given: {log}"
     );
 }
+
+#[test]
+fn the_built_in_exec_handler_runs_under_the_governor_and_registers() {
+    let mut root = Root::new();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/examples/exec.toml");
+    root.configure(
+        "default",
+        &format!(
+            r#"
+[server]
+http = "127.0.0.1:0"
+zmq = "tcp://127.0.0.1:0"
+
+[process.server]
+command = "schedulezero"
+args = ["serve"]
+server = true
+
+[process.exec]
+command = "schedulezero"
+args = ["handler", "exec", "--config", "{}"]
+depends_on = ["server"]
+readiness = {{ handler = "shell" }}
+"#,
+            example.display()
+        ),
+    );
+    root.up_ok("default", &[]);
+    let runtime = read_json(&root.dep("default").join("run/server.json")).expect("runtime");
+    let (_, handlers) = get(runtime["http"].as_str().expect("http"), "/api/handlers");
+    assert!(
+        handlers["handlers"]
+            .as_array()
+            .is_some_and(|hs| hs.iter().any(|h| h["id"] == "shell" && h["status"] == "Connected")),
+        "{handlers}"
+    );
+    // It drains on the governor's SIGTERM: down leaves it exited, not killed.
+    let out = root.run("default", &["down"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(said.contains("is down"), "{said}");
+    let log = std::fs::read_to_string(root.dep("default").join("logs/exec.log")).expect("its log");
+    assert!(log.contains("[governor] exec stopped: exit 0"), "{log}");
+}

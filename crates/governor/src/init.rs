@@ -38,12 +38,13 @@ stop_timeout_s = 20                     # then SIGKILL to its whole process grou
 # Every process gets SCHEDULEZERO_URL, SCHEDULEZERO_SERVER_ENDPOINT, SCHEDULEZERO_HOME,
 # SCHEDULEZERO_DEPLOYMENT and SCHEDULEZERO_INSTANCE_ID, so handlers find the server unconfigured.
 
-# A built-in handler running shell commands (write exec.toml first: docs/HANDLERS.md).
+# The built-in exec handler: runs programs as job methods. Write exec.toml first
+# (docs/BUILTIN_HANDLERS.md; docs/examples/exec.toml declares handler_id = "shell").
 # [process.exec]
 # command = "schedulezero"
 # args = ["handler", "exec", "--config", "exec.toml"]
 # depends_on = ["server"]
-# readiness = { handler = "exec" }      # ready once registered with the server as handler 'exec'
+# readiness = { handler = "shell" }     # ready once registered with the server as that handler id
 
 # A handler written with the Python SDK: `pip install ./sdk/python` from the repository, and copy
 # sdk/python/examples/reports_handler.py into this directory first.
