@@ -7,8 +7,11 @@
 //! - [`trigger_cmd`]: `schedulezero trigger next` — preview a trigger's fire times.
 //! - [`schedule_cmd`], [`handler_cmd`], [`run_cmd`]: client commands over the HTTP API, through
 //!   [`client`] (server discovery, errors and exit codes, tables).
+//! - [`governor_cmd`]: `init`, `up`, `down`, `status`, `restart`, `logs`, `reload`, `ports`,
+//!   `systemd-unit` — a deployment run as a whole.
 
 mod client;
+mod governor_cmd;
 mod handler_cmd;
 mod ops_cmd;
 mod run_cmd;
@@ -31,6 +34,24 @@ struct Cli {
 enum Command {
     /// Run the server: HTTP API, handler port, scheduler (until SIGTERM or Ctrl-C).
     Serve(serve_cmd::ServeArgs),
+    /// Create a deployment: deployments/NAME/schedulezero.toml, commented.
+    Init(governor_cmd::InitArgs),
+    /// Start the deployment's processes in dependency order and supervise them.
+    Up(governor_cmd::UpArgs),
+    /// Stop the deployment (also when its supervisor was killed).
+    Down(governor_cmd::Where),
+    /// The deployment's processes: state, PID, uptime, restarts, last exit, CPU, memory.
+    Status(governor_cmd::StatusArgs),
+    /// Restart one process of the running deployment (or all of them).
+    Restart(governor_cmd::RestartArgs),
+    /// Print (or follow, -f) the processes' logs.
+    Logs(governor_cmd::LogsArgs),
+    /// Apply the edited config to the running deployment: start added processes, stop removed ones.
+    Reload(governor_cmd::Where),
+    /// The deployments' ports and who holds them; `ports free PORT` stops a holder.
+    Ports(governor_cmd::PortsArgs),
+    /// Print a systemd unit (Type=notify) for the deployment.
+    SystemdUnit(governor_cmd::Where),
     /// Write a consistent copy of the store to FILE (also while the server runs).
     Backup(ops_cmd::BackupArgs),
     /// Put a backup in place of the store, after checking it (the server must be stopped).
@@ -66,6 +87,15 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve_cmd::run(args),
+        Command::Init(args) => governor_cmd::init(args),
+        Command::Up(args) => governor_cmd::up(args),
+        Command::Down(args) => governor_cmd::down(args),
+        Command::Status(args) => governor_cmd::status(args),
+        Command::Restart(args) => governor_cmd::restart(args),
+        Command::Logs(args) => governor_cmd::logs(args),
+        Command::Reload(args) => governor_cmd::reload(args),
+        Command::Ports(args) => governor_cmd::ports(args),
+        Command::SystemdUnit(args) => governor_cmd::systemd_unit(args),
         Command::Backup(args) => ops_cmd::backup(args),
         Command::Restore(args) => ops_cmd::restore(args),
         Command::Check(args) => ops_cmd::check(args),

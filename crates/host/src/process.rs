@@ -15,9 +15,8 @@ pub struct ProcessInfo {
 impl ProcessInfo {
     /// The process with this PID, if there is one (a zombie counts as gone).
     pub fn of(pid: u32) -> Option<ProcessInfo> {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        let (state, start_ticks) = parse_stat(&stat)?;
-        if state == 'Z' || state == 'X' {
+        let stat = read_stat(pid)?;
+        if stat.state == 'Z' || stat.state == 'X' {
             return None;
         }
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline"))
@@ -28,7 +27,58 @@ impl ProcessInfo {
                     .collect()
             })
             .unwrap_or_default();
-        Some(ProcessInfo { pid, start_ticks, cmdline })
+        Some(ProcessInfo { pid, start_ticks: stat.start_ticks, cmdline })
+    }
+
+    /// Whether this process is still the one that was seen (same PID, same start time).
+    pub fn is_alive(&self) -> bool {
+        ProcessInfo::of(self.pid).is_some_and(|now| now.start_ticks == self.start_ticks)
+    }
+
+    /// Its process group, while it runs.
+    pub fn pgid(&self) -> Option<u32> {
+        read_stat(self.pid).filter(|s| s.start_ticks == self.start_ticks).map(|s| s.pgrp)
+    }
+
+    /// Its environment (empty when it cannot be read: another user's process, or gone).
+    pub fn environ(&self) -> Vec<(String, String)> {
+        let Ok(raw) = std::fs::read(format!("/proc/{}/environ", self.pid)) else { return Vec::new() };
+        raw.split(|b| *b == 0)
+            .filter_map(|kv| {
+                let kv = String::from_utf8_lossy(kv);
+                kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string()))
+            })
+            .collect()
+    }
+
+    /// Its working directory, when it can be read.
+    pub fn cwd(&self) -> Option<std::path::PathBuf> {
+        std::fs::read_link(format!("/proc/{}/cwd", self.pid)).ok()
+    }
+
+    /// CPU time used and memory held now, when it still runs.
+    pub fn usage(&self) -> Option<Usage> {
+        let stat = read_stat(self.pid).filter(|s| s.start_ticks == self.start_ticks)?;
+        let ticks = clock_ticks_per_second();
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).unwrap_or_default();
+        let rss_kib = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+        Some(Usage {
+            cpu_seconds: (stat.utime + stat.stime) as f64 / ticks as f64,
+            rss_bytes: rss_kib * 1024,
+            threads: stat.threads,
+        })
+    }
+
+    /// Seconds since it started.
+    pub fn uptime_seconds(&self) -> Option<f64> {
+        let up: f64 =
+            std::fs::read_to_string("/proc/uptime").ok()?.split_whitespace().next()?.parse().ok()?;
+        Some((up - self.start_ticks as f64 / clock_ticks_per_second() as f64).max(0.0))
     }
 
     /// This process.
@@ -44,38 +94,66 @@ impl ProcessInfo {
 
 /// The live processes (zombies left out) whose process group is `pgid`, from `/proc`. A process
 /// group outlives its leader: this is how to tell whether anything a command started is still
-/// running after the command itself exited.
+/// running after the command itself exited. (`group::group_members` gives the same with each
+/// member's start time and command line.)
 pub fn process_group_members(pgid: u32) -> Vec<u32> {
     let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
     entries
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|stat| parse_state_and_group(&stat))
-                .is_some_and(|(state, group)| group == pgid && state != 'Z' && state != 'X')
-        })
+        .filter(|pid| read_stat(*pid).is_some_and(|s| s.pgrp == pgid && s.state != 'Z' && s.state != 'X'))
         .collect()
 }
 
-/// State letter and process group (field 5) from `/proc/PID/stat`.
-fn parse_state_and_group(stat: &str) -> Option<(char, u32)> {
-    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace();
-    let state = fields.next()?.chars().next()?;
-    let group = fields.nth(1)?.parse().ok()?;
-    Some((state, group))
+/// CPU time and memory of a process.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Usage {
+    /// User plus system CPU time since it started.
+    pub cpu_seconds: f64,
+    /// Resident memory.
+    pub rss_bytes: u64,
+    pub threads: u64,
 }
 
-/// State letter and start time from `/proc/PID/stat`. The command name (field 2) is in
-/// parentheses and may itself hold spaces and parentheses, so fields are counted after the
-/// last `)`.
-fn parse_stat(stat: &str) -> Option<(char, u64)> {
+/// The fields of `/proc/PID/stat` this crate reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Stat {
+    pub state: char,
+    pub pgrp: u32,
+    pub utime: u64,
+    pub stime: u64,
+    pub threads: u64,
+    pub start_ticks: u64,
+}
+
+pub(crate) fn read_stat(pid: u32) -> Option<Stat> {
+    parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// `/proc/PID/stat`. The command name (field 2) is in parentheses and may itself hold spaces and
+/// parentheses, so fields are counted after the last `)`.
+fn parse_stat(stat: &str) -> Option<Stat> {
     let rest = &stat[stat.rfind(')')? + 1..];
-    let mut fields = rest.split_whitespace();
-    let state = fields.next()?.chars().next()?;
-    // After the name: state is field 3, start time field 22, so 18 more fields to skip.
-    let start = fields.nth(18)?.parse().ok()?;
-    Some((state, start))
+    // Index 0 is field 3 (state): field N is at index N - 3.
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let num = |field: usize| f.get(field - 3)?.parse::<u64>().ok();
+    Some(Stat {
+        state: f.first()?.chars().next()?,
+        pgrp: u32::try_from(num(5)?).ok()?,
+        utime: num(14)?,
+        stime: num(15)?,
+        threads: num(20)?,
+        start_ticks: num(22)?,
+    })
+}
+
+/// `sysconf(_SC_CLK_TCK)`: the unit of the times in `/proc/PID/stat` (100 on every Linux seen).
+fn clock_ticks_per_second() -> u64 {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .and_then(|t| u64::try_from(t).ok())
+        .filter(|t| *t > 0)
+        .unwrap_or(100)
 }
 
 #[cfg(test)]
@@ -85,15 +163,12 @@ mod tests {
     #[test]
     fn stat_fields_are_counted_after_the_last_parenthesis() {
         let stat = "4242 (we ird) name)) S 1 4242 4242 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 987654 1000 100";
-        assert_eq!(parse_stat(stat), Some(('S', 987654)));
+        let s = parse_stat(stat).expect("parsed");
+        assert_eq!(
+            (s.state, s.pgrp, s.utime, s.stime, s.threads, s.start_ticks),
+            ('S', 4242, 0, 0, 1, 987654)
+        );
         assert_eq!(parse_stat("garbage"), None);
-    }
-
-    #[test]
-    fn the_process_group_is_field_5() {
-        let stat = "4242 (a) b) S 1 777 4242 0 -1 4194560";
-        assert_eq!(parse_state_and_group(stat), Some(('S', 777)));
-        assert_eq!(parse_state_and_group("nothing"), None);
     }
 
     #[test]
@@ -114,5 +189,11 @@ mod tests {
         assert_eq!(me.pid, std::process::id());
         assert!(me.start_ticks > 0);
         assert!(!me.cmdline.is_empty());
+        assert!(me.is_alive());
+        assert!(me.environ().iter().any(|(k, _)| k == "PATH" || k == "HOME"), "{:?}", me.environ());
+        assert_eq!(me.cwd(), std::env::current_dir().ok());
+        let usage = me.usage().expect("usage");
+        assert!(usage.rss_bytes > 0 && usage.threads >= 1, "{usage:?}");
+        assert!(me.uptime_seconds().is_some());
     }
 }

@@ -81,6 +81,12 @@ pub enum ConfigError {
 struct FileConfig {
     #[serde(default)]
     server: FileServer,
+    /// The governor's sections (`[process.NAME]`, `[governor]`): read and checked by
+    /// `schedulezero up` (schedulezero_governor::config), accepted here unread.
+    #[allow(dead_code)]
+    process: Option<toml::Value>,
+    #[allow(dead_code)]
+    governor: Option<toml::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]

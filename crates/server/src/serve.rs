@@ -204,6 +204,8 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
         runtime.zmq,
         runtime.database
     ));
+    // Under a systemd `Type=notify` unit: started once everything is bound and published.
+    let _ = schedulezero_host::notify("READY=1");
 
     let stopping = tokio_util::sync::CancellationToken::new();
     let state = Arc::new(AppState {
@@ -222,6 +224,7 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
     let app = http::router(state, guard);
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         stop.await;
+        let _ = schedulezero_host::notify("STOPPING=1");
         // Event streams end now; other requests in progress finish.
         stopping.cancel();
     });
