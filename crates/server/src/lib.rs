@@ -8,7 +8,8 @@
 //! - [`deployment`]: where a deployment's files live, and the runtime file with bound addresses.
 //! - [`serve`]: start-up checks (PID file, ports), running, graceful stop.
 //! - [`retention`]: the maintenance service that purges run history past its retention.
-//! - `memory`: gives memory freed after a burst back to the operating system (glibc).
+//! - [`memory`]: the allocator's arenas limited, and memory freed after a burst given back to
+//!   the operating system (glibc).
 //! - `http`: the HTTP API (docs/API.md): `compat`, the original's routes (../shared/COMPAT.md
 //!   §1); `native`, ours with the OpenAPI document and Swagger UI; `metrics`, `GET /metrics` in
 //!   the Prometheus format; see `http/mod.rs` for the rest.
@@ -17,7 +18,7 @@ pub mod config;
 pub mod database;
 pub mod deployment;
 mod http;
-mod memory;
+pub mod memory;
 pub mod retention;
 pub mod serve;
 

@@ -22,6 +22,14 @@ pub(super) fn chunks<T>(rows: &[T]) -> Vec<&[T]> {
     out
 }
 
+/// Whether a statement of `rows` rows stays prepared in the connection's cache. The largest
+/// chunk's statements compile to programs of hundreds of kilobytes each; kept, a few bursts
+/// leave megabytes in every connection that ran them, for a parse (about a millisecond) that is
+/// small beside the statement's own work.
+pub(super) fn keep_prepared(rows: usize) -> bool {
+    rows < SIZES[0]
+}
+
 /// `(?, ?, …), (?, ?, …), …`: `rows` tuples of `width` placeholders.
 pub(super) fn values(rows: usize, width: usize) -> String {
     let mut row = String::with_capacity(width * 3 + 2);

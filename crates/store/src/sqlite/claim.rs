@@ -56,15 +56,17 @@ impl ScheduleCache {
         map.insert(id, parsed);
     }
 
-    /// Remembers a schedule this node just wrote (while there is room), so its first claim
-    /// need not parse it.
+    /// Refreshes the entry of a schedule this node just updated, if it holds one. A new schedule
+    /// is parsed at its first claim instead: caching it at creation cost ~460 bytes for every
+    /// schedule created and not yet due (2.3 MB for 5,000), to save a parse the claim, done
+    /// `claim_ahead` before the slot, can afford.
     pub(super) fn remember(&self, s: &Schedule, revision: i64, params_text: String) {
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
         if s.state != ScheduleState::Active {
             map.remove(&s.id);
             return;
         }
-        if map.len() >= CACHE_CAP && !map.contains_key(&s.id) {
+        if !map.contains_key(&s.id) {
             return;
         }
         map.insert(
@@ -333,7 +335,7 @@ pub(super) async fn claim_due(
              VALUES {} ON CONFLICT (schedule_id, scheduled_for) DO NOTHING",
             batch::values(chunk.len(), 18)
         );
-        let mut q = sqlx::query(AssertSqlSafe(sql));
+        let mut q = sqlx::query(AssertSqlSafe(sql)).persistent(batch::keep_prepared(chunk.len()));
         for r in chunk {
             q = q
                 .bind(r.id)
@@ -383,7 +385,8 @@ pub(super) async fn claim_due(
              FROM (VALUES {}) AS j WHERE schedules.id = j.column1",
             batch::values(chunk.len(), 2)
         );
-        let mut q = sqlx::query(AssertSqlSafe(sql)).bind(ms(now));
+        let mut q =
+            sqlx::query(AssertSqlSafe(sql)).persistent(batch::keep_prepared(chunk.len())).bind(ms(now));
         for (id, next) in chunk {
             q = q.bind(*id).bind(*next);
         }
@@ -542,7 +545,7 @@ mod tests {
         let every = schedule("every", interval(60, at(10), 0), Default::default());
         store.insert_schedule(&once).await.expect("insert");
         store.insert_schedule(&every).await.expect("insert");
-        assert_eq!(store.cache.len(), 2, "both remembered when written");
+        assert_eq!(store.cache.len(), 0, "new schedules are parsed at their first claim");
         let batch = store.claim_due("n", at(10), 10, false).await.expect("claim");
         assert_eq!(batch.slots, 2);
         assert_eq!(store.cache.len(), 1, "the finished date schedule is forgotten, the interval kept");

@@ -153,7 +153,7 @@ pub(super) async fn start_attempts(store: &SqliteStore, starts: &[AttemptStart])
              WHERE runs.id = j.column1 AND +runs.state IN ('pending', 'retrying')",
             batch::values(chunk.len(), 3)
         );
-        let mut q = sqlx::query(AssertSqlSafe(sql));
+        let mut q = sqlx::query(AssertSqlSafe(sql)).persistent(batch::keep_prepared(chunk.len()));
         for st in chunk {
             q = q.bind(st.run_id).bind(st.attempt).bind(ms(st.started_at));
         }
@@ -245,7 +245,7 @@ async fn record_in(
              VALUES {} ON CONFLICT (run_id, number) DO NOTHING",
             batch::values(chunk.len(), 8)
         );
-        let mut q = sqlx::query(AssertSqlSafe(sql));
+        let mut q = sqlx::query(AssertSqlSafe(sql)).persistent(batch::keep_prepared(chunk.len()));
         for r in chunk {
             q = q
                 .bind(r.run_id)
@@ -267,7 +267,7 @@ async fn record_in(
                AND runs.attempt <= j.column4",
             batch::values(chunk.len(), 7)
         );
-        let mut q = sqlx::query(AssertSqlSafe(sql));
+        let mut q = sqlx::query(AssertSqlSafe(sql)).persistent(batch::keep_prepared(chunk.len()));
         for r in chunk {
             q = q
                 .bind(r.run_id)
@@ -447,7 +447,7 @@ async fn insert_in(
                  finished_at, result, error, slot_count) VALUES {}",
             batch::values(chunk.len(), 17)
         );
-        let mut q = sqlx::query(AssertSqlSafe(sql));
+        let mut q = sqlx::query(AssertSqlSafe(sql)).persistent(batch::keep_prepared(chunk.len()));
         for &i in chunk {
             let run = &runs[i];
             q = q

@@ -91,9 +91,6 @@ pub(super) async fn insert_bulk(store: &SqliteStore, schedules: &[Schedule]) -> 
     } else {
         Writing::Tx(store.write(ctx).await?)
     };
-    // Schedules written here are remembered for their first claim, unless they are too many.
-    let remember = schedules.len() <= super::claim::CACHE_CAP / 2;
-    let mut written = Vec::with_capacity(if remember { schedules.len() } else { 0 });
     let mut last_policies = None;
     for chunk in chunks {
         let rows: Vec<ScheduleRow<'_>> = chunk.iter().map(|s| row_of(s, &mut last_policies)).collect();
@@ -103,7 +100,7 @@ pub(super) async fn insert_bulk(store: &SqliteStore, schedules: &[Schedule]) -> 
              VALUES {}",
             batch::values(rows.len(), 12)
         );
-        let mut q = sqlx::query(AssertSqlSafe(sql));
+        let mut q = sqlx::query(AssertSqlSafe(sql)).persistent(batch::keep_prepared(chunk.len()));
         for r in &rows {
             q = q
                 .bind(r.s.id)
@@ -119,11 +116,7 @@ pub(super) async fn insert_bulk(store: &SqliteStore, schedules: &[Schedule]) -> 
                 .bind(ms(r.s.updated_at))
                 .bind(r.revision);
         }
-        let done = q.execute(tx.conn()).await;
-        if remember {
-            written.extend(rows.iter().map(|r| (r.revision, r.params.clone())));
-        }
-        match done {
+        match q.execute(tx.conn()).await {
             Ok(_) => {}
             Err(e) if is_unique_violation(&e, "schedules.name") => {
                 let names: Vec<&str> = chunk.iter().map(|s| s.name.as_str()).collect();
@@ -145,9 +138,7 @@ pub(super) async fn insert_bulk(store: &SqliteStore, schedules: &[Schedule]) -> 
     if let Writing::Tx(tx) = tx {
         tx.commit().await.map_err(db_err(ctx))?;
     }
-    for (s, (revision, params_text)) in schedules.iter().zip(written) {
-        store.cache.remember(s, revision, params_text);
-    }
+    // New schedules are parsed at their first claim (`ScheduleCache::remember`).
     Ok(())
 }
 
