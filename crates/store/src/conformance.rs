@@ -95,6 +95,7 @@ macro_rules! conformance_tests {
             count_runs_by_state_counts_slots_in_the_range_by_state,
             next_fires_are_active_schedules_earliest_first,
             live_schedule_names_are_in_name_order_without_finished_ones,
+            list_runs_of_several_states_is_newest_first_and_pages,
             handler_instances_upsert_and_list,
         );
         #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1050,6 +1051,37 @@ pub async fn count_runs_by_state_counts_slots_in_the_range_by_state(store: Arc<d
         vec![(Failed, 4), (Running, 1), (Succeeded, 4), (TimedOut, 1)]
     );
     assert!(store.count_runs_by_state(at(300), at(400)).await.expect("count").is_empty());
+}
+
+pub async fn list_runs_of_several_states_is_newest_first_and_pages(store: Arc<dyn Store>) {
+    use RunState::{Failed, Interrupted, Succeeded, TimedOut};
+    // Equal slots among them: the id breaks the tie, across states too.
+    let runs: Vec<Run> = (0..16)
+        .map(|i| Run {
+            scheduled_for: at(i / 3),
+            ..lone_run("h", [Failed, Succeeded, TimedOut, Interrupted, Failed][i as usize % 5])
+        })
+        .collect();
+    store.insert_runs(&runs).await.expect("insert");
+    let states = vec![Failed, TimedOut, Interrupted];
+    let mut expected: Vec<Run> = runs.iter().filter(|r| states.contains(&r.state)).cloned().collect();
+    expected.sort_by(|a, b| (b.scheduled_for, b.id).cmp(&(a.scheduled_for, a.id)));
+    let filter = RunFilter { states: states.clone(), ..RunFilter::default() };
+    assert_eq!(store.list_runs(&filter).await.expect("all"), expected);
+    let first = store.list_runs(&RunFilter { limit: 5, ..filter.clone() }).await.expect("first five");
+    assert_eq!(first, expected[..5]);
+    let mut seen = Vec::new();
+    let mut before = None;
+    loop {
+        let page = store.list_runs(&RunFilter { before, limit: 2, ..filter.clone() }).await.expect("a page");
+        let Some(last) = page.last() else { break };
+        before = Some(last.id);
+        seen.extend(page);
+    }
+    assert_eq!(seen, expected, "pages of two cover every match once, in order");
+    let repeated = RunFilter { states: vec![Failed, Failed], limit: 50, ..RunFilter::default() };
+    let failed: Vec<Run> = expected.iter().filter(|r| r.state == Failed).cloned().collect();
+    assert_eq!(store.list_runs(&repeated).await.expect("repeated state"), failed);
 }
 
 pub async fn next_fires_are_active_schedules_earliest_first(store: Arc<dyn Store>) {

@@ -514,6 +514,35 @@ pub(super) async fn list(store: &SqliteStore, filter: &RunFilter) -> StoreResult
             }
         }
     };
+    // Several states of the runs_by_state index (the failures): one read per state, each in
+    // slot order and stopping at the limit, merged here. As one `state IN (…)` query, SQLite
+    // (without statistics) reads every run ever recorded in those states to sort them.
+    if filter.limit > 0 && filter.states.len() > 1 && filter.states.iter().all(|s| by_state_indexed(*s)) {
+        let mut runs = Vec::new();
+        for state in &filter.states {
+            runs.extend(list_states(&mut conn, filter, std::slice::from_ref(state), cursor).await?);
+        }
+        runs.sort_by(|a, b| (b.scheduled_for, b.id).cmp(&(a.scheduled_for, a.id)));
+        runs.dedup_by_key(|r| r.id);
+        runs.truncate(filter.limit as usize);
+        return Ok(runs);
+    }
+    list_states(&mut conn, filter, &filter.states, cursor).await
+}
+
+/// Whether runs in this state are in the partial `runs_by_state` index.
+fn by_state_indexed(state: RunState) -> bool {
+    !matches!(state, RunState::Pending | RunState::Running | RunState::Retrying | RunState::Succeeded)
+}
+
+/// `list` with these states in place of the filter's.
+async fn list_states(
+    conn: &mut sqlx::SqliteConnection,
+    filter: &RunFilter,
+    states: &[RunState],
+    cursor: Option<(i64, RunId)>,
+) -> StoreResult<Vec<Run>> {
+    let ctx = "cannot list runs";
     let mut sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE 1");
     let mut n = 0;
     let mut next = || {
@@ -526,12 +555,10 @@ pub(super) async fn list(store: &SqliteStore, filter: &RunFilter) -> StoreResult
     if filter.handler_id.is_some() {
         sql.push_str(&format!(" AND handler_id = ?{}", next()));
     }
-    if !filter.states.is_empty() {
-        let marks: Vec<String> = filter.states.iter().map(|_| format!("?{}", next())).collect();
+    if !states.is_empty() {
+        let marks: Vec<String> = states.iter().map(|_| format!("?{}", next())).collect();
         sql.push_str(&format!(" AND state IN ({})", marks.join(", ")));
-        if filter.states.iter().all(|s| {
-            !matches!(s, RunState::Pending | RunState::Running | RunState::Retrying | RunState::Succeeded)
-        }) {
+        if states.iter().all(|s| by_state_indexed(*s)) {
             // Lets the planner use the partial runs_by_state index.
             sql.push_str(" AND state NOT IN ('pending', 'running', 'retrying', 'succeeded')");
         }
@@ -557,7 +584,7 @@ pub(super) async fn list(store: &SqliteStore, filter: &RunFilter) -> StoreResult
     if let Some(h) = &filter.handler_id {
         q = q.bind(h.clone());
     }
-    for s in &filter.states {
+    for s in states {
         q = q.bind(s.as_str());
     }
     if let Some(from) = filter.from {
