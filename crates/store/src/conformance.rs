@@ -1033,11 +1033,13 @@ pub async fn count_runs_by_state_counts_slots_in_the_range_by_state(store: Arc<d
             run(170_000, Running),
             run(199_999, TimedOut),
             run(200_000, Failed),
+            run(250_000, Running),
             run(500_000, Succeeded),
         ])
         .await
         .expect("insert");
-    // A slot at `from` is in, one at `to` is out; states with no run are left out.
+    // A slot at `from` is in, one at `to` is out, for finished and unfinished runs alike;
+    // states with no run are left out.
     let sorted = |mut v: Vec<(RunState, u64)>| {
         v.sort_by_key(|(st, _)| st.as_str());
         v
@@ -1048,7 +1050,7 @@ pub async fn count_runs_by_state_counts_slots_in_the_range_by_state(store: Arc<d
     );
     assert_eq!(
         sorted(store.count_runs_by_state(at(0), at(1_000)).await.expect("count")),
-        vec![(Failed, 4), (Running, 1), (Succeeded, 4), (TimedOut, 1)]
+        vec![(Failed, 4), (Running, 2), (Succeeded, 4), (TimedOut, 1)]
     );
     assert!(store.count_runs_by_state(at(300), at(400)).await.expect("count").is_empty());
 }
