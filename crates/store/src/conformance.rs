@@ -1067,7 +1067,7 @@ pub async fn list_runs_of_several_states_is_newest_first_and_pages(store: Arc<dy
     store.insert_runs(&runs).await.expect("insert");
     let states = vec![Failed, TimedOut, Interrupted];
     let mut expected: Vec<Run> = runs.iter().filter(|r| states.contains(&r.state)).cloned().collect();
-    expected.sort_by(|a, b| (b.scheduled_for, b.id).cmp(&(a.scheduled_for, a.id)));
+    expected.sort_by_key(|r| std::cmp::Reverse((r.scheduled_for, r.id)));
     let filter = RunFilter { states: states.clone(), ..RunFilter::default() };
     assert_eq!(store.list_runs(&filter).await.expect("all"), expected);
     let first = store.list_runs(&RunFilter { limit: 5, ..filter.clone() }).await.expect("first five");

@@ -522,7 +522,7 @@ pub(super) async fn list(store: &SqliteStore, filter: &RunFilter) -> StoreResult
         for state in &filter.states {
             runs.extend(list_states(&mut conn, filter, std::slice::from_ref(state), cursor).await?);
         }
-        runs.sort_by(|a, b| (b.scheduled_for, b.id).cmp(&(a.scheduled_for, a.id)));
+        runs.sort_by_key(|r| std::cmp::Reverse((r.scheduled_for, r.id)));
         runs.dedup_by_key(|r| r.id);
         runs.truncate(filter.limit as usize);
         return Ok(runs);
