@@ -27,6 +27,8 @@ fn serve_publishes_its_addresses_answers_and_stops_cleanly_on_sigterm() {
     let (status, page) = http(&addr, "GET", "/", None);
     assert_eq!(status, 200);
     assert!(page.as_str().unwrap().contains("<html"));
+    let banner = p.wait_line("  dashboard ", Duration::from_secs(10));
+    assert_eq!(banner.trim_end(), format!("  dashboard http://{addr}/"), "the banner names the dashboard");
 
     // Hygiene: a page elsewhere cannot drive it (DNS rebinding, cross-origin POST); scripts can.
     let (status, err) = http_with(&addr, "GET", "/api/health", None, "Host: evil.example:8888");

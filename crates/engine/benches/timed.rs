@@ -150,6 +150,19 @@ impl Store for Timed {
     async fn run_counts(&self) -> StoreResult<Vec<schedulezero_store::RunCount>> {
         self.inner.run_counts().await
     }
+    async fn count_runs_by_state(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> StoreResult<Vec<(schedulezero_core::run::RunState, u64)>> {
+        self.inner.count_runs_by_state(from, to).await
+    }
+    async fn next_fires(&self, limit: u32) -> StoreResult<Vec<Schedule>> {
+        self.inner.next_fires(limit).await
+    }
+    async fn live_schedule_names(&self, limit: u32) -> StoreResult<Vec<String>> {
+        self.inner.live_schedule_names(limit).await
+    }
     async fn upsert_handler_instance(&self, i: &HandlerInstance) -> StoreResult<()> {
         self.inner.upsert_handler_instance(i).await
     }

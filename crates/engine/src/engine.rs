@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::TimeDelta;
+use schedulezero_core::Timestamp;
 use schedulezero_core::error::{PolicyError, TriggerError};
 use schedulezero_core::policy::{Policies, RetryPolicy};
 use schedulezero_core::run::{Run, RunId, RunState};
@@ -351,6 +352,25 @@ impl Engine {
 
     pub async fn list_schedules(&self, filter: &ScheduleFilter) -> Result<Vec<Schedule>, EngineError> {
         Ok(self.shared.store.list_schedules(filter).await?)
+    }
+
+    /// The active schedules that fire next, earliest first, at most `limit`.
+    pub async fn next_fires(&self, limit: u32) -> Result<Vec<Schedule>, EngineError> {
+        Ok(self.shared.store.next_fires(limit).await?)
+    }
+
+    /// Names of live schedules in name order, at most `limit` (suggestions for a filter box).
+    pub async fn live_schedule_names(&self, limit: u32) -> Result<Vec<String>, EngineError> {
+        Ok(self.shared.store.live_schedule_names(limit).await?)
+    }
+
+    /// Runs counted by state among those whose slot is in `[from, to)`.
+    pub async fn count_runs_by_state(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<(RunState, u64)>, EngineError> {
+        Ok(self.shared.store.count_runs_by_state(from, to).await?)
     }
 
     async fn existing(&self, id: ScheduleId) -> Result<Schedule, EngineError> {

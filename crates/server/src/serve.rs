@@ -198,8 +198,9 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
         .map_err(|e| ServeError::Files(format!("{}: {e}", deployment.runtime_file().display())))?;
     // A closed stdout (`serve | head`) must not stop the server: the runtime file has it all.
     say(format_args!(
-        "ScheduleZero serving deployment '{}'\n  http      {}\n  handlers  {}\n  store     {}",
+        "ScheduleZero serving deployment '{}'\n  http      {}\n  dashboard {}/\n  handlers  {}\n  store     {}",
         deployment.name(),
+        runtime.http,
         runtime.http,
         runtime.zmq,
         runtime.database

@@ -92,6 +92,10 @@ macro_rules! conformance_tests {
             record_outcomes_stores_new_runs_with_their_attempts,
             a_second_run_on_a_taken_slot_is_a_duplicate_slot,
             run_counts_sum_runs_and_durations_by_handler_and_state,
+            count_runs_by_state_counts_slots_in_the_range_by_state,
+            next_fires_are_active_schedules_earliest_first,
+            live_schedule_names_are_in_name_order_without_finished_ones,
+            list_runs_of_several_states_is_newest_first_and_pages,
             handler_instances_upsert_and_list,
         );
         #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1011,6 +1015,123 @@ pub async fn run_counts_sum_runs_and_durations_by_handler_and_state(store: Arc<d
     assert_eq!(find("a", RunState::Failed).map(|c| (c.runs, c.total_duration_ms)), Some((1, 100)));
     assert_eq!(find("b", RunState::Running).map(|c| (c.runs, c.total_duration_ms)), Some((1, 0)));
     assert_eq!(counts.len(), 3);
+}
+
+pub async fn count_runs_by_state_counts_slots_in_the_range_by_state(store: Arc<dyn Store>) {
+    use RunState::{Failed, Running, Succeeded, TimedOut};
+    let run = |slot_ms: i64, state| Run { scheduled_for: at_ms(slot_ms), ..lone_run("h", state) };
+    let (from, to) = (at(100), at(200));
+    assert!(store.count_runs_by_state(from, to).await.expect("count").is_empty());
+    store
+        .insert_runs(&[
+            run(0, Failed),
+            run(99_999, Succeeded),
+            run(100_000, Succeeded),
+            run(150_000, Succeeded),
+            run(150_000, Failed),
+            run(160_000, Failed),
+            run(170_000, Running),
+            run(199_999, TimedOut),
+            run(200_000, Failed),
+            run(250_000, Running),
+            run(500_000, Succeeded),
+        ])
+        .await
+        .expect("insert");
+    // A slot at `from` is in, one at `to` is out, for finished and unfinished runs alike;
+    // states with no run are left out.
+    let sorted = |mut v: Vec<(RunState, u64)>| {
+        v.sort_by_key(|(st, _)| st.as_str());
+        v
+    };
+    assert_eq!(
+        sorted(store.count_runs_by_state(from, to).await.expect("count")),
+        vec![(Failed, 2), (Running, 1), (Succeeded, 2), (TimedOut, 1)]
+    );
+    assert_eq!(
+        sorted(store.count_runs_by_state(at(0), at(1_000)).await.expect("count")),
+        vec![(Failed, 4), (Running, 2), (Succeeded, 4), (TimedOut, 1)]
+    );
+    assert!(store.count_runs_by_state(at(300), at(400)).await.expect("count").is_empty());
+}
+
+pub async fn list_runs_of_several_states_is_newest_first_and_pages(store: Arc<dyn Store>) {
+    use RunState::{Failed, Interrupted, Succeeded, TimedOut};
+    // Equal slots among them: the id breaks the tie, across states too.
+    let runs: Vec<Run> = (0..16)
+        .map(|i| Run {
+            scheduled_for: at(i / 3),
+            ..lone_run("h", [Failed, Succeeded, TimedOut, Interrupted, Failed][i as usize % 5])
+        })
+        .collect();
+    store.insert_runs(&runs).await.expect("insert");
+    let states = vec![Failed, TimedOut, Interrupted];
+    let mut expected: Vec<Run> = runs.iter().filter(|r| states.contains(&r.state)).cloned().collect();
+    expected.sort_by_key(|r| std::cmp::Reverse((r.scheduled_for, r.id)));
+    let filter = RunFilter { states: states.clone(), ..RunFilter::default() };
+    assert_eq!(store.list_runs(&filter).await.expect("all"), expected);
+    let first = store.list_runs(&RunFilter { limit: 5, ..filter.clone() }).await.expect("first five");
+    assert_eq!(first, expected[..5]);
+    let mut seen = Vec::new();
+    let mut before = None;
+    loop {
+        let page = store.list_runs(&RunFilter { before, limit: 2, ..filter.clone() }).await.expect("a page");
+        let Some(last) = page.last() else { break };
+        before = Some(last.id);
+        seen.extend(page);
+    }
+    assert_eq!(seen, expected, "pages of two cover every match once, in order");
+    let repeated = RunFilter { states: vec![Failed, Failed], limit: 50, ..RunFilter::default() };
+    let failed: Vec<Run> = expected.iter().filter(|r| r.state == Failed).cloned().collect();
+    assert_eq!(store.list_runs(&repeated).await.expect("repeated state"), failed);
+}
+
+pub async fn next_fires_are_active_schedules_earliest_first(store: Arc<dyn Store>) {
+    let mut made = Vec::new();
+    for (name, state, next) in [
+        ("a", ScheduleState::Active, Some(30)),
+        ("b", ScheduleState::Active, Some(10)),
+        ("paused", ScheduleState::Paused, Some(5)),
+        ("finished", ScheduleState::Finished, None),
+        ("e", ScheduleState::Active, Some(20)),
+        ("f", ScheduleState::Active, Some(40)),
+    ] {
+        let mut s = schedule(name, interval(10, t0(), 0), Policies::default());
+        s.state = state;
+        s.next_fire_at = next.map(at);
+        store.insert_schedule(&s).await.expect("insert");
+        made.push(s);
+    }
+    let names = |v: Vec<Schedule>| v.into_iter().map(|s| s.name).collect::<Vec<_>>();
+    let first = store.next_fires(3).await.expect("next fires");
+    assert_eq!(names(first.clone()), ["b", "e", "a"]);
+    assert_eq!(first[0], made[1], "whole schedules come back");
+    assert_eq!(names(store.next_fires(10).await.expect("next fires")), ["b", "e", "a", "f"]);
+    let mut b = made[1].clone();
+    b.state = ScheduleState::Paused;
+    store.update_schedule(&b).await.expect("pause");
+    assert_eq!(names(store.next_fires(1).await.expect("next fires")), ["e"]);
+}
+
+pub async fn live_schedule_names_are_in_name_order_without_finished_ones(store: Arc<dyn Store>) {
+    assert!(store.live_schedule_names(10).await.expect("names").is_empty());
+    let mut made = Vec::new();
+    for (name, state) in [
+        ("gamma", ScheduleState::Active),
+        ("beta", ScheduleState::Active),
+        ("done", ScheduleState::Finished),
+        ("Alpha", ScheduleState::Paused),
+        ("alpha2", ScheduleState::Active),
+    ] {
+        let mut s = schedule(name, interval(10, t0(), 0), Policies::default());
+        s.state = state;
+        store.insert_schedule(&s).await.expect("insert");
+        made.push(s);
+    }
+    assert_eq!(store.live_schedule_names(10).await.expect("names"), ["Alpha", "alpha2", "beta", "gamma"]);
+    assert_eq!(store.live_schedule_names(2).await.expect("names"), ["Alpha", "alpha2"]);
+    store.delete_schedule(made[1].id, at(1)).await.expect("delete");
+    assert_eq!(store.live_schedule_names(10).await.expect("names"), ["Alpha", "alpha2", "gamma"]);
 }
 
 pub async fn record_outcomes_stores_new_runs_with_their_attempts(store: Arc<dyn Store>) {

@@ -201,6 +201,13 @@ pub trait Store: Send + Sync + 'static {
     async fn schedule_names(&self, ids: &[ScheduleId]) -> StoreResult<HashMap<ScheduleId, String>>;
     /// Every schedule that has had this name: live, finished and deleted ones, oldest first.
     async fn schedules_named(&self, name: &str) -> StoreResult<Vec<ScheduleId>>;
+    /// The active schedules that fire next, earliest next fire first,
+    /// at most `limit`: the dashboard's "next fires", read from the due index rather than by
+    /// loading every schedule.
+    async fn next_fires(&self, limit: u32) -> StoreResult<Vec<Schedule>>;
+    /// The names of live (active and paused) schedules in name order, at most `limit`: the
+    /// suggestions of a schedule filter box, without reading whole schedules.
+    async fn live_schedule_names(&self, limit: u32) -> StoreResult<Vec<String>>;
 
     // --- the scheduler's work ---
 
@@ -269,6 +276,10 @@ pub trait Store: Send + Sync + 'static {
     /// Cancels a run that has not started or is waiting to retry; returns its state afterwards.
     /// A `running` run is cancelled by the dispatcher, which records the attempt.
     async fn cancel_run(&self, run: RunId, now: Timestamp) -> StoreResult<RunState>;
+    /// How many runs there are in each state among those whose slot is at or after `from` and
+    /// before `to` (states with no run are left out): the dashboard's "runs in the last hour",
+    /// counted by the store without reading the runs.
+    async fn count_runs_by_state(&self, from: Timestamp, to: Timestamp) -> StoreResult<Vec<(RunState, u64)>>;
     /// Runs by handler and state, with their summed durations (for statistics).
     async fn run_counts(&self) -> StoreResult<Vec<RunCount>>;
     /// Deletes finished runs (and their attempts) whose end is before `before`; returns how many.

@@ -125,6 +125,17 @@ impl SqliteStore {
     }
 }
 
+/// The `detail` lines of `EXPLAIN QUERY PLAN` for a statement (its parameters unbound).
+#[cfg(test)]
+async fn query_plan(store: &SqliteStore, sql: &str) -> Vec<String> {
+    let rows: Vec<(i64, i64, i64, String)> =
+        sqlx::query_as(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")))
+            .fetch_all(&store.reader)
+            .await
+            .expect("explain");
+    rows.into_iter().map(|(_, _, _, detail)| detail).collect()
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn insert_schedule(&self, schedule: &Schedule) -> StoreResult<()> {
@@ -239,6 +250,18 @@ impl Store for SqliteStore {
 
     async fn schedules_named(&self, name: &str) -> StoreResult<Vec<ScheduleId>> {
         schedules::named(self, name).await
+    }
+
+    async fn next_fires(&self, limit: u32) -> StoreResult<Vec<Schedule>> {
+        schedules::next_fires(self, limit).await
+    }
+
+    async fn live_schedule_names(&self, limit: u32) -> StoreResult<Vec<String>> {
+        schedules::live_names(self, limit).await
+    }
+
+    async fn count_runs_by_state(&self, from: Timestamp, to: Timestamp) -> StoreResult<Vec<(RunState, u64)>> {
+        runs::count_by_state(self, from, to).await
     }
 
     async fn list_handler_instances(&self) -> StoreResult<Vec<HandlerInstance>> {

@@ -514,6 +514,35 @@ pub(super) async fn list(store: &SqliteStore, filter: &RunFilter) -> StoreResult
             }
         }
     };
+    // Several states of the runs_by_state index (the failures): one read per state, each in
+    // slot order and stopping at the limit, merged here. As one `state IN (…)` query, SQLite
+    // (without statistics) reads every run ever recorded in those states to sort them.
+    if filter.limit > 0 && filter.states.len() > 1 && filter.states.iter().all(|s| by_state_indexed(*s)) {
+        let mut runs = Vec::new();
+        for state in &filter.states {
+            runs.extend(list_states(&mut conn, filter, std::slice::from_ref(state), cursor).await?);
+        }
+        runs.sort_by_key(|r| std::cmp::Reverse((r.scheduled_for, r.id)));
+        runs.dedup_by_key(|r| r.id);
+        runs.truncate(filter.limit as usize);
+        return Ok(runs);
+    }
+    list_states(&mut conn, filter, &filter.states, cursor).await
+}
+
+/// Whether runs in this state are in the partial `runs_by_state` index.
+fn by_state_indexed(state: RunState) -> bool {
+    !matches!(state, RunState::Pending | RunState::Running | RunState::Retrying | RunState::Succeeded)
+}
+
+/// `list` with these states in place of the filter's.
+async fn list_states(
+    conn: &mut sqlx::SqliteConnection,
+    filter: &RunFilter,
+    states: &[RunState],
+    cursor: Option<(i64, RunId)>,
+) -> StoreResult<Vec<Run>> {
+    let ctx = "cannot list runs";
     let mut sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE 1");
     let mut n = 0;
     let mut next = || {
@@ -526,12 +555,10 @@ pub(super) async fn list(store: &SqliteStore, filter: &RunFilter) -> StoreResult
     if filter.handler_id.is_some() {
         sql.push_str(&format!(" AND handler_id = ?{}", next()));
     }
-    if !filter.states.is_empty() {
-        let marks: Vec<String> = filter.states.iter().map(|_| format!("?{}", next())).collect();
+    if !states.is_empty() {
+        let marks: Vec<String> = states.iter().map(|_| format!("?{}", next())).collect();
         sql.push_str(&format!(" AND state IN ({})", marks.join(", ")));
-        if filter.states.iter().all(|s| {
-            !matches!(s, RunState::Pending | RunState::Running | RunState::Retrying | RunState::Succeeded)
-        }) {
+        if states.iter().all(|s| by_state_indexed(*s)) {
             // Lets the planner use the partial runs_by_state index.
             sql.push_str(" AND state NOT IN ('pending', 'running', 'retrying', 'succeeded')");
         }
@@ -557,7 +584,7 @@ pub(super) async fn list(store: &SqliteStore, filter: &RunFilter) -> StoreResult
     if let Some(h) = &filter.handler_id {
         q = q.bind(h.clone());
     }
-    for s in &filter.states {
+    for s in states {
         q = q.bind(s.as_str());
     }
     if let Some(from) = filter.from {
@@ -644,6 +671,61 @@ pub(super) async fn counts(store: &SqliteStore) -> StoreResult<Vec<RunCount>> {
         .collect()
 }
 
+/// Runs in a range of slots, counted by state without reading a run: every count comes from an
+/// index alone. `runs_by_slot` counts them all; the partial `runs_by_state` (finished states
+/// other than succeeded, one range per state) and `runs_active` (pending, running, retrying:
+/// few at any time) count the others; succeeded is the rest. Grouping the slot range by state
+/// would read every run in it for its state, and an index covering the state for all runs would
+/// move on every state change (the write path is the bottleneck; see schema version 3).
+fn count_by_state_sql() -> String {
+    let indexed: Vec<String> =
+        RunState::ALL.iter().filter(|s| by_state_indexed(**s)).map(|s| format!("'{}'", s.as_str())).collect();
+    format!(
+        "SELECT NULL, count(*) FROM runs INDEXED BY runs_by_slot \
+             WHERE scheduled_for >= ?1 AND scheduled_for < ?2 \
+         UNION ALL \
+         SELECT state, count(*) FROM runs INDEXED BY runs_by_state \
+             WHERE state IN ({}) AND state NOT IN ('pending', 'running', 'retrying', 'succeeded') \
+               AND scheduled_for >= ?1 AND scheduled_for < ?2 GROUP BY state \
+         UNION ALL \
+         SELECT state, count(*) FROM runs INDEXED BY runs_active \
+             WHERE state IN ('pending', 'running', 'retrying') \
+               AND scheduled_for >= ?1 AND scheduled_for < ?2 GROUP BY state",
+        indexed.join(", ")
+    )
+}
+
+pub(super) async fn count_by_state(
+    store: &SqliteStore,
+    from: Timestamp,
+    to: Timestamp,
+) -> StoreResult<Vec<(RunState, u64)>> {
+    let ctx = "cannot count runs by state";
+    let rows: Vec<(Option<String>, i64)> = sqlx::query_as(AssertSqlSafe(count_by_state_sql()))
+        .bind(ms(from))
+        .bind(ms(to))
+        .fetch_all(&store.reader)
+        .await
+        .map_err(db_err(ctx))?;
+    let mut all = 0;
+    let mut counts = Vec::with_capacity(rows.len() + 1);
+    for (state, n) in rows {
+        let n = u64::try_from(n).unwrap_or(0);
+        match state {
+            None => all = n,
+            Some(state) => counts.push((run_state(&state)?, n)),
+        }
+    }
+    let others: u64 = counts.iter().map(|(_, n)| n).sum();
+    let succeeded = all.checked_sub(others).ok_or_else(|| {
+        StoreError::Corrupt(format!("the run indexes disagree: {all} runs in the range, {others} by state"))
+    })?;
+    if succeeded > 0 {
+        counts.push((RunState::Succeeded, succeeded));
+    }
+    Ok(counts)
+}
+
 pub(super) async fn purge_history(store: &SqliteStore, before: Timestamp) -> StoreResult<u64> {
     let ctx = "cannot purge run history";
     let mut total = 0;
@@ -677,5 +759,30 @@ pub(super) async fn purge_history(store: &SqliteStore, before: Timestamp) -> Sto
         }
         // Let other writers in between batches.
         tokio::task::yield_now().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The overview's count reads no finished run: the slot range and the per-state ranges are
+    /// searches of covering indexes, and the only scan is of `runs_active`, which holds the
+    /// unfinished runs alone.
+    #[tokio::test]
+    async fn count_by_state_reads_index_ranges_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open_path(dir.path().join("s.db")).await.expect("open");
+        let plan = super::super::query_plan(&store, &count_by_state_sql()).await;
+        let reads: Vec<&str> = plan.iter().map(String::as_str).filter(|l| l.contains(" runs ")).collect();
+        assert_eq!(
+            reads,
+            [
+                "SEARCH runs USING COVERING INDEX runs_by_slot (scheduled_for>? AND scheduled_for<?)",
+                "SEARCH runs USING COVERING INDEX runs_by_state (state=? AND scheduled_for>? AND scheduled_for<?)",
+                "SCAN runs USING INDEX runs_active",
+            ],
+            "{plan:?}"
+        );
     }
 }

@@ -309,3 +309,51 @@ pub(super) async fn named(store: &SqliteStore, name: &str) -> StoreResult<Vec<Sc
     .await
     .map_err(db_err("cannot find schedules by name"))
 }
+
+fn next_fires_sql() -> String {
+    format!(
+        "SELECT {SCHEDULE_COLUMNS} FROM schedules INDEXED BY schedules_due \
+         WHERE state = 'active' AND next_fire_at IS NOT NULL ORDER BY next_fire_at LIMIT ?1"
+    )
+}
+
+const LIVE_NAMES: &str = "SELECT name FROM schedules INDEXED BY schedules_live_name \
+     WHERE state <> 'finished' ORDER BY name LIMIT ?1";
+
+/// The active schedules firing next, from the `schedules_due` index: it is in fire order, so
+/// nothing is sorted and the read stops at the limit.
+pub(super) async fn next_fires(store: &SqliteStore, limit: u32) -> StoreResult<Vec<Schedule>> {
+    let rows = sqlx::query(AssertSqlSafe(next_fires_sql()))
+        .bind(i64::from(limit))
+        .fetch_all(&store.reader)
+        .await
+        .map_err(db_err("cannot read the next fires"))?;
+    rows.iter().map(schedule_from_row).collect()
+}
+
+/// Live names in name order, from the `schedules_live_name` index alone.
+pub(super) async fn live_names(store: &SqliteStore, limit: u32) -> StoreResult<Vec<String>> {
+    sqlx::query_scalar(LIVE_NAMES)
+        .bind(i64::from(limit))
+        .fetch_all(&store.reader)
+        .await
+        .map_err(db_err("cannot list schedule names"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The next fires and the name suggestions read their index in order and stop at the limit:
+    /// no plain scan of the table and no sort of every schedule.
+    #[tokio::test]
+    async fn next_fires_and_live_names_read_their_index_in_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open_path(dir.path().join("s.db")).await.expect("open");
+        for sql in [next_fires_sql(), LIVE_NAMES.to_string()] {
+            let plan = super::super::query_plan(&store, &sql).await;
+            assert!(!plan.is_empty() && plan.iter().all(|l| l.contains(" USING ")), "{plan:?}");
+            assert!(!plan.iter().any(|l| l.contains("TEMP B-TREE")), "{plan:?}");
+        }
+    }
+}

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use axum::extract::{Path, RawQuery, State};
 use schedulezero_core::Timestamp;
 use schedulezero_core::run::{Run, RunState};
-use schedulezero_store::{RunFilter, ScheduleFilter};
+use schedulezero_store::RunFilter;
 
 use super::html::{self, Nav, esc, td, url};
 use super::{PageError, PageResult, check_form_origin, query_map, see_other};
@@ -18,6 +18,8 @@ use crate::http::views::{handler_entries, schedule_names};
 use crate::http::{ApiError, AppState, input};
 
 const PAGE: u32 = 50;
+/// Schedule names offered in the filter box.
+const NAME_SUGGESTIONS: u32 = 500;
 
 /// A table of runs (shared by the overview, a schedule's page and the runs page).
 pub(super) async fn table(
@@ -155,15 +157,11 @@ pub(super) async fn list(State(s): State<Arc<AppState>>, RawQuery(raw): RawQuery
 /// The filter form (GET, so a filtered view is a link to share).
 async fn filters(s: &AppState, q: &HashMap<String, String>) -> Result<String, PageError> {
     let get = |k: &str| q.get(k).map(String::as_str).unwrap_or("");
-    let schedules = s
-        .engine
-        .list_schedules(&ScheduleFilter { include_finished: true, ..ScheduleFilter::default() })
-        .await?;
-    let mut names: Vec<&str> = schedules.iter().map(|sc| sc.name.as_str()).collect();
-    names.sort_unstable();
-    names.dedup();
+    // Suggestions only (any name can be typed, finished and deleted ones too): the first live
+    // names, read from the name index, not every schedule.
+    let names = s.engine.live_schedule_names(NAME_SUGGESTIONS).await?;
     let mut datalist = String::new();
-    for n in names.iter().take(500) {
+    for n in &names {
         let _ = write!(datalist, "<option value=\"{}\">", esc(n));
     }
     let mut handler_opts = String::from("<option value=\"\">Any handler</option>");
