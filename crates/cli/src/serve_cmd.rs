@@ -49,7 +49,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
     let config = ServerConfig::load(&overrides, &|k| std::env::var(k).ok())?;
     init_logging(&config.log_level, config.log_format)?;
-    schedulezero_server::memory::limit_arenas();
+    schedulezero_server::memory::configure_allocator();
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(schedulezero_server::serve(config)).map_err(crate::ops_cmd::serve_error)?;
     Ok(())

@@ -170,6 +170,10 @@ impl Actor {
                     Msg::Pump => {}
                     Msg::CallEnded(run) => {
                         self.in_flight.remove(&run);
+                        // A burst's table is given back once it is over (maps never shrink).
+                        if self.in_flight.is_empty() && self.in_flight.capacity() > 64 {
+                            self.in_flight.shrink_to(64);
+                        }
                     }
                     Msg::Cancel(run, tx) => {
                         let held = self.cancel(run).await;

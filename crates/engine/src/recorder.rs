@@ -81,6 +81,8 @@ async fn run(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Msg>) {
             announce(&shared, &batch);
             shared.activity.runs_done(batch.len());
             batch.clear();
+            // After a burst, give back the batch's room (up to MAX_BATCH outcomes of ~0.5 KB).
+            batch.shrink_to(64);
         }
         for tx in flushes.drain(..) {
             let _ = tx.send(());

@@ -17,10 +17,11 @@ use tokio_util::sync::CancellationToken;
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 const MAX_ARENAS: libc::c_int = 2;
 
-/// Limits the allocator's arenas; call before the process starts its threads.
-pub fn limit_arenas() {
+/// Sets the allocator up for a long-running server (few arenas). Call before the process starts
+/// its threads.
+pub fn configure_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: sets one of the allocator's parameters; called before other threads exist.
+    // SAFETY: sets the allocator's parameters; called before other threads exist.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, MAX_ARENAS);
     }

@@ -4,6 +4,9 @@
 //! reconnected) still finds its call.
 
 use std::collections::HashMap;
+
+/// Slots the table keeps when no call is pending.
+const IDLE_CAPACITY: usize = 64;
 use std::sync::Mutex;
 
 use schedulezero_engine::link::{LinkError, Reply};
@@ -31,12 +34,23 @@ impl Pending {
     }
 
     pub fn remove(&self, key: &CallKey) {
-        self.lock().remove(key);
+        self.take(key);
+    }
+
+    /// Removes a call; once none is left, the table a burst grew is given back (a `HashMap`
+    /// keeps its capacity otherwise: 5,000 calls at once would hold their slots for good).
+    fn take(&self, key: &CallKey) -> Option<Entry> {
+        let mut calls = self.lock();
+        let entry = calls.remove(key);
+        if calls.is_empty() && calls.capacity() > IDLE_CAPACITY {
+            calls.shrink_to(IDLE_CAPACITY);
+        }
+        entry
     }
 
     /// Delivers a result; false when no call awaits it (late, or already ended).
     pub fn complete(&self, r: CallResult) -> bool {
-        let Some(entry) = self.lock().remove(&(r.run_id, r.attempt)) else { return false };
+        let Some(entry) = self.take(&(r.run_id, r.attempt)) else { return false };
         let reply = if r.refused {
             Err(LinkError::Refused(r.error.unwrap_or_else(|| "refused".into())))
         } else if r.success {
@@ -60,7 +74,7 @@ impl Pending {
 
     /// Ends one call with `Disconnected` (it could not be sent).
     pub fn fail_call(&self, key: CallKey, why: &str) {
-        if let Some(e) = self.lock().remove(&key) {
+        if let Some(e) = self.take(&key) {
             let _ = e.waiter.send(Err(LinkError::Disconnected(why.to_string())));
         }
     }
