@@ -207,10 +207,7 @@ const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 impl Browser {
     fn start(shots: PathBuf, profile: &Path) -> Browser {
-        let mut cmd = Command::new("chromedriver");
-        cmd.arg("--port=0");
-        let mut driver = Proc::spawn(cmd);
-        let line = driver.wait_line("started successfully on port", Duration::from_secs(30));
+        let (driver, line) = start_driver();
         let port = line
             .trim_end_matches('.')
             .rsplit(' ')
@@ -618,4 +615,30 @@ fn in_chromium_a_schedule_is_created_fires_live_is_paused_run_now_and_deleted() 
         list.push_str(&format!("  {}\n", t.display()));
     }
     let _ = std::io::stderr().write_all(list.as_bytes());
+}
+
+/// Starts chromedriver on a port of the system's choosing: the driver and its "started" line.
+/// Asked for port 0, chromedriver binds IPv6 first and then IPv4 on the same number, which another
+/// process (a test running beside this one) may hold: it then exits saying so, and is started
+/// again.
+fn start_driver() -> (Proc, String) {
+    for _ in 0..5 {
+        let mut cmd = Command::new("chromedriver");
+        cmd.arg("--port=0");
+        let mut driver = Proc::spawn(cmd);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let seen = driver.drain();
+            if let Some(line) = seen.iter().find(|l| l.contains("started successfully on port")) {
+                let line = line.clone();
+                return (driver, line);
+            }
+            if seen.iter().any(|l| l.contains("port not available")) {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "chromedriver did not start within 30 s: {seen:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    panic!("chromedriver found no free port in 5 attempts");
 }
