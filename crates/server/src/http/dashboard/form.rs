@@ -753,13 +753,14 @@ pub(super) async fn create(State(s): St, headers: HeaderMap, body: Bytes) -> Pag
         }
         Err(e) => errors = e,
     }
-    let status = if errors.is_empty() && general.is_none() {
-        StatusCode::OK
-    } else {
-        StatusCode::UNPROCESSABLE_ENTITY
-    };
+    let status = status_of(&errors, general.as_deref());
     let page = render(&s, Mode::New, &f, &errors, general.as_deref(), fires).await?;
     Ok(form_page(&s, "New schedule", page, status).into_response())
+}
+
+/// 200 for a form shown again (a preview), 422 for one refused.
+fn status_of(errors: &Errors, general: Option<&str>) -> StatusCode {
+    if errors.is_empty() && general.is_none() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY }
 }
 
 pub(super) async fn update(
@@ -790,11 +791,7 @@ pub(super) async fn update(
         }
         Err(e) => errors = e,
     }
-    let status = if errors.is_empty() && general.is_none() {
-        StatusCode::OK
-    } else {
-        StatusCode::UNPROCESSABLE_ENTITY
-    };
+    let status = status_of(&errors, general.as_deref());
     let page = render(&s, Mode::Edit(&sc), &f, &errors, general.as_deref(), fires).await?;
     Ok(form_page(&s, &format!("Edit {}", sc.name), page, status))
 }
