@@ -1,8 +1,8 @@
 //! The dispatcher: routes leased runs to handler instances and sends their calls.
 //!
 //! One actor task owns the waiting queues (per handler and method), and holds runs handed to it
-//! ahead of their time (the scheduler claims `claim_ahead` early) until then. For each run it reserves a
-//! live instance with spare capacity (round robin, [`Registry::route`]), commits the attempt's
+//! before their time (the scheduler claims `claim_ahead` early) until then. For each run it
+//! reserves a live instance with spare capacity (round robin, [`Registry::route`]), commits the attempt's
 //! start in a batch *before* sending (so a crash after the send is seen as `interrupted`), then
 //! runs the call in a task of its own under the run's deadline. A slow or dead handler holds only
 //! its own calls: nothing here waits on a handler.
@@ -200,17 +200,14 @@ impl Actor {
         }
         let now = self.shared.clock.now();
         let mut due_now = Vec::with_capacity(items.len());
-        let mut held = 0;
         for item in items {
             let due = due_at(&item);
             if due > now {
                 self.held.entry(due).or_default().push(item);
-                held += 1;
             } else {
                 due_now.push(item);
             }
         }
-        self.shared.activity.runs_held(held);
         self.publish_held();
         self.enqueue(due_now);
     }
@@ -225,15 +222,14 @@ impl Actor {
             }
             due.extend(entry.remove());
         }
-        self.shared.activity.runs_held(-(due.len() as isize));
         self.publish_held();
         self.enqueue(due);
     }
 
-    /// Tells `Engine::idle` when the next held run is due. Called after `runs_held`: a run
-    /// released is counted as due before the time it was held for is withdrawn.
+    /// Tells `Engine::idle` what is held (after every change to `held`).
     fn publish_held(&self) {
-        self.shared.activity.set_held_until(self.held.keys().next().copied());
+        let count = self.held.values().map(Vec::len).sum();
+        self.shared.activity.set_held(count, self.held.keys().next().copied());
     }
 
     /// Queues runs that are due for an instance of their handler.
@@ -262,10 +258,8 @@ impl Actor {
     /// claim started end their unsent attempt as interrupted, retried per policy at the next start.
     async fn release_waiting(&mut self) {
         let mut items: Vec<Item> = self.waiting.drain().flat_map(|(_, q)| q).collect();
-        let held: Vec<Item> = std::mem::take(&mut self.held).into_values().flatten().collect();
-        self.shared.activity.runs_held(-(held.len() as isize));
+        items.extend(std::mem::take(&mut self.held).into_values().flatten());
         self.publish_held();
-        items.extend(held);
         self.give_back(items).await;
     }
 
@@ -346,7 +340,6 @@ impl Actor {
         });
         self.held.retain(|_, items| !items.is_empty());
         if held.is_some() {
-            self.shared.activity.runs_held(-1);
             self.publish_held();
         }
         let queued = || {

@@ -92,20 +92,12 @@ impl Activity {
         self.outstanding.load(Ordering::Acquire)
     }
 
-    /// `n` runs wait for their time; `-n`: their time came (or they were given back).
-    pub fn runs_held(&self, n: isize) {
-        if n >= 0 {
-            self.held.fetch_add(n.unsigned_abs(), Ordering::AcqRel);
-        } else {
-            let n = n.unsigned_abs();
-            let _ =
-                self.held.fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| Some(v.saturating_sub(n)));
-        }
-    }
-
-    /// The dispatcher's earliest held run is due at `t` (`None`: nothing held).
-    pub fn set_held_until(&self, t: Option<Timestamp>) {
-        self.held_until.store(t.map_or(i64::MAX, |t| t.timestamp_micros()), Ordering::Release);
+    /// What the dispatcher holds for later: how many runs, and when the earliest is due (`None`:
+    /// nothing held). The count is stored first: a run released is counted as due before the time
+    /// it was held for is withdrawn, so `Engine::idle` never sees it in neither.
+    pub fn set_held(&self, count: usize, until: Option<Timestamp>) {
+        self.held.store(count, Ordering::Release);
+        self.held_until.store(until.map_or(i64::MAX, |t| t.timestamp_micros()), Ordering::Release);
     }
 
     /// Whether a held run is due at `now` (the dispatcher is about to release it).
