@@ -1,10 +1,11 @@
-//! Gives memory freed after a burst back to the operating system.
+//! The allocator's settings for a long-running server, and memory freed after a burst given back
+//! to the operating system.
 //!
 //! glibc's allocator keeps what the program frees in its arenas (one per thread that allocated,
 //! up to eight per core) for reuse, and returns the top of the main heap only. After a burst of
 //! fires or "run now" calls the server's resident memory would stay at the burst's peak for good;
 //! checking once a second and trimming when more than [`TRIM_ABOVE`] lies free brings it back to
-//! what the server holds (caches, connections). A trim costs about a millisecond.
+//! what the server holds (caches, connections).
 
 use std::time::Duration;
 
@@ -13,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 /// At most this many allocator arenas. glibc makes up to eight per core, one for each thread that
 /// meets a locked one; this server runs a dozen threads (runtime workers, SQLite connections,
 /// ZeroMQ I/O), most of which allocate little, and each arena keeps its own free memory and
-/// fragments on its own. Two, on a server whose work is I/O, cost no measurable speed.
+/// fragments on its own. The server's speed figures in BENCHMARKS.md were taken with two.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 const MAX_ARENAS: libc::c_int = 2;
 

@@ -60,7 +60,7 @@ impl ScheduleCache {
     /// is parsed at its first claim instead: caching it at creation cost ~460 bytes for every
     /// schedule created and not yet due (2.3 MB for 5,000), to save a parse the claim, done
     /// `claim_ahead` before the slot, can afford.
-    pub(super) fn remember(&self, s: &Schedule, revision: i64, params_text: String) {
+    pub(super) fn refresh(&self, s: &Schedule, revision: i64, params_text: String) {
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
         if s.state != ScheduleState::Active {
             map.remove(&s.id);

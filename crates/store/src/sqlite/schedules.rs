@@ -138,7 +138,7 @@ pub(super) async fn insert_bulk(store: &SqliteStore, schedules: &[Schedule]) -> 
     if let Writing::Tx(tx) = tx {
         tx.commit().await.map_err(db_err(ctx))?;
     }
-    // New schedules are parsed at their first claim (`ScheduleCache::remember`).
+    // New schedules are parsed at their first claim (`ScheduleCache::refresh`).
     Ok(())
 }
 
@@ -187,7 +187,7 @@ pub(super) async fn update(store: &SqliteStore, s: &Schedule) -> StoreResult<()>
         Ok(None) => Err(StoreError::NotFound { kind: "schedule", id: s.id.to_string() }),
         Ok(Some(revision)) => {
             tx.commit().await.map_err(db_err(ctx))?;
-            store.cache.remember(s, revision, params_text);
+            store.cache.refresh(s, revision, params_text);
             Ok(())
         }
         Err(e) if is_unique_violation(&e, "schedules.name") => Err(StoreError::DuplicateName(s.name.clone())),
