@@ -12,18 +12,10 @@ pub struct Layout {
 }
 
 impl Layout {
-    /// A deployment by name under a root; the name must be a plain directory name (the rule of
-    /// the server's `Deployment`).
+    /// A deployment by name under a root; the name must be a plain directory name
+    /// (`host::check_deployment_name`, the server's rule too).
     pub fn new(root: &Path, name: &str) -> Result<Layout, String> {
-        let ok = !name.is_empty()
-            && name.len() <= 64
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
-            && !name.starts_with('.');
-        if !ok {
-            return Err(format!(
-                "'{name}' is not a deployment name: use letters, digits, '-', '_' or '.', not starting with '.'"
-            ));
-        }
+        schedulezero_host::check_deployment_name(name)?;
         // Absolute, so children started elsewhere and `/proc` comparisons see the same paths.
         let root = std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf());
         let dir = root.join("deployments").join(name);

@@ -10,7 +10,9 @@
 //!   each process's open sockets.
 //! - [`group`]: process groups and signals; stopping a group for good (signal, wait, SIGKILL).
 //! - [`notify`]: the systemd readiness notification (`READY=1`, `STOPPING=1`).
+//! - [`deployment`]: the rule for deployment names.
 
+pub mod deployment;
 pub mod files;
 pub mod group;
 pub mod notify;
@@ -18,6 +20,7 @@ pub mod pidfile;
 pub mod ports;
 pub mod process;
 
+pub use deployment::check_deployment_name;
 pub use files::{FileHolder, file_holders};
 pub use group::{Stopped, group_members, parse_signal, signal_group, stop_group, stop_process};
 pub use nix::sys::signal::Signal;

@@ -36,15 +36,7 @@ pub struct LastPorts {
 impl Deployment {
     /// A deployment by name under a root; the name must be a plain directory name.
     pub fn new(root: PathBuf, name: &str) -> Result<Deployment, String> {
-        let ok = !name.is_empty()
-            && name.len() <= 64
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
-            && !name.starts_with('.');
-        if !ok {
-            return Err(format!(
-                "'{name}' is not a deployment name: use letters, digits, '-', '_' or '.', not starting with '.'"
-            ));
-        }
+        schedulezero_host::check_deployment_name(name)?;
         Ok(Deployment { name: name.to_string(), dir: root.join("deployments").join(name) })
     }
 
